@@ -1,0 +1,636 @@
+"""State gradients for RNN memory analysis (Verwimp et al., Interspeech 2018), from scratch.
+
+Read top to bottom, like the paper:
+
+  1. backend          NumPy or CuPy behind one name, ``xp``
+  2. parameters       the LSTM language model's arrays and their shapes
+  3. softmax loss     cross-entropy with the max shift
+  4. LSTM step        forward and backward of one time step (gate order i, f, g, o)
+  5. BPTT             a whole window forward and backward, the LM loss and its gradients
+  6. word2vec CBOW    the loss and gradients of the embeddings of the paper's second LM
+  7. state gradients  forward-mode tangents Jc_{t,k} = dc_t/dx_{t-k}, Jh_{t,k} = dh_t/dx_{t-k}
+                      and their streaming averages over positions and word classes
+  8. measures         SVD of the average gradient (eq. 1), property vectors (eq. 2),
+                      cos(d, H_n) (eq. 3-4), relative memory m (eq. 5-6), whitening
+  9. checkpoints      one .npz per model, written atomically, refused with one sentence when wrong
+
+Letters: B streams, T steps per window, E embedding size, H state size, V vocabulary, K largest delay.
+``dX`` is always dLoss/dX; forward-mode tangents are ``Jc`` and ``Jh``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+try:  # CuPy is optional: everything below also runs on NumPy.
+    import cupy
+except ImportError:  # pragma: no cover - depends on the machine
+    cupy = None
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Backend
+# ----------------------------------------------------------------------------------------------
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and sees at least one CUDA device."""
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CuPy present but no driver/device
+        return False
+
+
+def get_backend(device: str = "auto"):
+    """Return the array module for ``device`` in {'auto', 'cpu', 'gpu'}: numpy or cupy."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"--device must be auto, cpu or gpu, not {device!r}")
+    if device == "cpu" or (device == "auto" and not gpu_available()):
+        return np
+    if not gpu_available():
+        raise RuntimeError("--device gpu was asked for, but CuPy or a CUDA device is missing "
+                           "(pip install cupy-cuda12x, or use --device cpu)")
+    return cupy
+
+
+def get_array_module(*arrays):
+    """numpy or cupy, whichever holds ``arrays`` (CuPy's own idiom, without requiring CuPy)."""
+    return cupy.get_array_module(*arrays) if cupy is not None else np
+
+
+def to_numpy(a):
+    """A NumPy copy of ``a`` (a no-op for NumPy arrays), for matplotlib, sklearn and saving."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def synchronize(xp) -> None:
+    """Wait for the GPU to finish (call before reading a clock); nothing on NumPy."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+def scatter_add_rows(target, rows, values) -> None:
+    """target[rows[n]] += values[n] for every n, repeated rows summed (embedding gradients)."""
+    xp = get_array_module(target)
+    if xp is np:
+        np.add.at(target, rows, values)
+    else:  # pragma: no cover - GPU only
+        import cupyx
+        cupyx.scatter_add(target, rows, values)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Parameters
+# ----------------------------------------------------------------------------------------------
+
+PARAM_SHAPES = {  # name -> shape in letters; gate order i, f, g, o along the 4H axis
+    "embedding": ("V", "E"),
+    "W_x": ("4H", "E"),
+    "W_h": ("4H", "H"),
+    "b": ("4H",),
+    "W_out": ("V", "H"),
+    "b_out": ("V",),
+}
+
+
+def init_params(V: int, E: int, H: int, seed: int = 0, scale: float = 0.05,
+                dtype=np.float32, xp=np) -> dict:
+    """Uniform(-scale, scale) weights, zero biases (forget-gate bias 0, as in the paper's set-up)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"V": V, "E": E, "H": H, "4H": 4 * H}
+    params = {}
+    for name, letters in PARAM_SHAPES.items():
+        shape = tuple(sizes[s] for s in letters)
+        value = np.zeros(shape) if name in ("b", "b_out") else rng.uniform(-scale, scale, shape)
+        params[name] = xp.asarray(value, dtype=dtype)
+    return params
+
+
+def sigmoid(x):
+    xp = get_array_module(x)
+    return 0.5 * (xp.tanh(0.5 * x) + 1.0)  # = 1 / (1 + exp(-x)), without overflow
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Softmax cross-entropy
+# ----------------------------------------------------------------------------------------------
+
+def softmax_cross_entropy(logits, targets):
+    """Mean cross-entropy of ``targets`` under softmax(``logits``), and its gradient.
+
+    Equations:
+        p = exp(a - max a) / sum exp(a - max a)          (the max shift keeps exp finite)
+        L = mean_n [ log sum_j exp(a_nj) - a_n,target ]
+        dL/da = (p - onehot(target)) / N
+
+    Args:
+        logits: (N, V), overwritten with dL/dlogits to save a 40 MB copy per window.
+        targets: (N,) integer ids.
+    Returns:
+        loss (Python float), dlogits (N, V) (the same buffer as ``logits``).
+    """
+    xp = get_array_module(logits)
+    N = logits.shape[0]
+    rows = xp.arange(N)
+    logits -= logits.max(axis=1, keepdims=True)       # (N, V) max shift
+    target_logit = logits[rows, targets].copy()        # (N,)
+    xp.exp(logits, out=logits)                         # (N, V) unnormalised p
+    total = logits.sum(axis=1, keepdims=True)          # (N, 1)
+    loss = float((xp.log(total[:, 0]) - target_logit).mean())
+    logits *= 1.0 / (total * N)                        # p / N
+    logits[rows, targets] -= 1.0 / N                   # (p - onehot) / N
+    return loss, logits
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. LSTM step
+# ----------------------------------------------------------------------------------------------
+
+def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
+    """One LSTM step on a batch.
+
+    Equations (gate order i, f, g, o along the 4H axis):
+        z_t = W_x x_t + W_h h_{t-1} + b
+        i = sigmoid(z_i), f = sigmoid(z_f), g = tanh(z_g), o = sigmoid(z_o)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    Args:
+        x: (B, E) input embeddings x_t.   h_prev, c_prev: (B, H) state at t-1.
+        W_x: (4H, E).   W_h: (4H, H).   b: (4H,).
+    Returns:
+        h (B, H), c (B, H), cache (everything the backward pass and the tangents need).
+    """
+    H = h_prev.shape[1]
+    z = x @ W_x.T + h_prev @ W_h.T + b                          # (B, 4H)
+    i = sigmoid(z[:, :H])                                       # (B, H)
+    f = sigmoid(z[:, H:2 * H])                                  # (B, H)
+    g = get_array_module(z).tanh(z[:, 2 * H:3 * H])             # (B, H)
+    o = sigmoid(z[:, 3 * H:])                                   # (B, H)
+    c = f * c_prev + i * g                                      # (B, H)
+    tanh_c = get_array_module(c).tanh(c)                        # (B, H)
+    h = o * tanh_c                                              # (B, H)
+    cache = dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, tanh_c=tanh_c,
+                 W_x=W_x, W_h=W_h)
+    return h, c, cache
+
+
+def lstm_step_backward(dh, dc, cache):
+    """Backward of ``lstm_step_forward``: from dL/dh_t and dL/dc_t (the part not via h_t).
+
+    Equations (each line below names the node the gradient flows through):
+        dc_total = dc + dh * o * (1 - tanh^2 c_t)
+        dz_i = dc_total g i (1 - i)      dz_f = dc_total c_{t-1} f (1 - f)
+        dz_g = dc_total i (1 - g^2)      dz_o = dh tanh(c_t) o (1 - o)
+        dx = dz W_x,  dh_{t-1} = dz W_h,  dc_{t-1} = dc_total f
+        dW_x = dz^T x,  dW_h = dz^T h_{t-1},  db = sum_batch dz
+
+    Args:
+        dh, dc: (B, H).   cache: from the forward step.
+    Returns:
+        dx (B, E), dh_prev (B, H), dc_prev (B, H), grads {'W_x': (4H,E), 'W_h': (4H,H), 'b': (4H,)}.
+    """
+    xp = get_array_module(dh)
+    i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
+    do = dh * tanh_c                                            # through h = o * tanh(c)
+    dc_total = dc + dh * o * (1.0 - tanh_c ** 2)                # through tanh(c) into c
+    dz = xp.concatenate([
+        dc_total * g * i * (1.0 - i),                           # through c = ... + i g, sigmoid
+        dc_total * cache["c_prev"] * f * (1.0 - f),             # through c = f c_prev + ..., sigmoid
+        dc_total * i * (1.0 - g ** 2),                          # through c = ... + i g, tanh
+        do * o * (1.0 - o),                                     # through sigmoid(z_o)
+    ], axis=1)                                                  # (B, 4H)
+    dx = dz @ cache["W_x"]                                      # through W_x x
+    dh_prev = dz @ cache["W_h"]                                 # through W_h h_prev
+    dc_prev = dc_total * f                                      # through f * c_prev
+    grads = {"W_x": dz.T @ cache["x"], "W_h": dz.T @ cache["h_prev"], "b": dz.sum(axis=0)}
+    return dx, dh_prev, dc_prev, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Backpropagation through time over one window, and the language-model loss
+# ----------------------------------------------------------------------------------------------
+
+def lstm_forward(X, h0, c0, W_x, W_h, b):
+    """Run ``lstm_step_forward`` over a window.
+
+    Args:
+        X: (B, T, E) input embeddings.   h0, c0: (B, H) state carried in from the previous window.
+    Returns:
+        hs (B, T, H) all hidden states, (h_T, c_T) the state to carry on, caches (one per step).
+    """
+    xp = get_array_module(X)
+    B, T, _ = X.shape
+    hs = xp.empty((B, T, h0.shape[1]), dtype=X.dtype)          # (B, T, H)
+    h, c, caches = h0, c0, []
+    for t in range(T):
+        h, c, cache = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
+        hs[:, t] = h
+        caches.append(cache)
+    return hs, (h, c), caches
+
+
+def lstm_backward(dhs, dh_T, dc_T, caches):
+    """Backpropagation through time over the window that produced ``caches``.
+
+    Args:
+        dhs: (B, T, H) dL/dh_t from the layer above.   dh_T, dc_T: (B, H) gradient from beyond the
+            window (zero in truncated BPTT; the state-gradient tests use it to backpropagate u).
+    Returns:
+        dX (B, T, E), dh0 (B, H), dc0 (B, H), grads summed over steps {'W_x', 'W_h', 'b'}.
+    """
+    xp = get_array_module(dhs)
+    B, T, _ = dhs.shape
+    dX = xp.empty((B, T, caches[0]["x"].shape[1]), dtype=dhs.dtype)    # (B, T, E)
+    dh, dc, grads = dh_T, dc_T, None
+    for t in reversed(range(T)):
+        dX[:, t], dh, dc, step_grads = lstm_step_backward(dhs[:, t] + dh, dc, caches[t])
+        if grads is None:
+            grads = step_grads
+        else:
+            for name in grads:
+                grads[name] += step_grads[name]
+    return dX, dh, dc, grads
+
+
+def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True):
+    """Loss of the LSTM LM on one window and the gradient of every parameter (manual BPTT).
+
+    Equations:
+        x_t = embedding[w_t];  (h_t, c_t) = LSTM(x_t, h_{t-1}, c_{t-1})
+        a_t = W_out (h_t * mask_t) + b_out;  L = mean_t CE(softmax(a_t), w_{t+1})
+    Dropout (on the LSTM output only) is a fixed ``dropout_mask`` already scaled by 1/(1-p), so
+    the function is deterministic and its gradients can be checked. No clipping here: clipping is
+    the optimiser's business (train.py).
+
+    Args:
+        params: dict of PARAM_SHAPES.   inputs, targets: (B, T) word ids.
+        h0, c0: (B, H) carried state.    dropout_mask: (B, T, H) or None.
+        backward: False to stop after the loss (evaluation).
+    Returns:
+        loss (float), grads (dict like params, None without backward), (h_T, c_T).
+    """
+    xp = get_array_module(params["W_h"])
+    B, T = inputs.shape
+    X = params["embedding"][inputs]                                    # (B, T, E)
+    hs, state, caches = lstm_forward(X, h0, c0, params["W_x"], params["W_h"], params["b"])
+    h_drop = hs if dropout_mask is None else hs * dropout_mask         # (B, T, H)
+    h_flat = h_drop.reshape(B * T, -1)                                 # (BT, H)
+    logits = h_flat @ params["W_out"].T                                # (BT, V)
+    logits += params["b_out"]                                          # in place: 40 MB less
+    loss, dlogits = softmax_cross_entropy(logits, targets.reshape(-1))
+    if not backward:
+        return loss, None, state
+    grads = {"W_out": dlogits.T @ h_flat, "b_out": dlogits.sum(axis=0)}  # through a = W_out h + b
+    dh_drop = (dlogits @ params["W_out"]).reshape(B, T, -1)            # (B, T, H)
+    dhs = dh_drop if dropout_mask is None else dh_drop * dropout_mask  # through the mask
+    zeros = xp.zeros_like(h0)
+    dX, _, _, lstm_grads = lstm_backward(dhs, zeros, zeros, caches)
+    grads.update(lstm_grads)
+    grads["embedding"] = xp.zeros_like(params["embedding"])            # (V, E)
+    scatter_add_rows(grads["embedding"], inputs.reshape(-1), dX.reshape(B * T, -1))
+    return loss, grads, state
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. word2vec CBOW with negative sampling (the embeddings of the paper's second LM)
+# ----------------------------------------------------------------------------------------------
+
+def cbow_loss_and_grads(W_in, W_out, contexts, context_mask, centers, negatives):
+    """CBOW negative-sampling loss on a batch of windows, and its gradients (Mikolov et al. 2013).
+
+    Equations (per example n; s = sigmoid):
+        h_n = mean of W_in[contexts[n, j]] over the j with context_mask[n, j] = 1
+        L = - sum_n [ log s(h_n . W_out[center_n]) + sum_k log s(-h_n . W_out[neg_nk]) ]
+
+    Args:
+        W_in, W_out: (V, E) input (the embeddings) and output vectors.
+        contexts: (N, 2w) ids, context_mask: (N, 2w) 1 for a real context word, 0 for padding.
+        centers: (N,) ids.   negatives: (N, k) ids.
+    Returns:
+        loss (float, summed over the batch), dW_in (V, E), dW_out (V, E) (dense, for clarity).
+    """
+    xp = get_array_module(W_in)
+    n_ctx = context_mask.sum(axis=1, keepdims=True)                        # (N, 1)
+    h = (W_in[contexts] * context_mask[:, :, None]).sum(axis=1) / n_ctx    # (N, E)
+    targets = xp.concatenate([centers[:, None], negatives], axis=1)        # (N, 1+k)
+    labels = xp.zeros(targets.shape, dtype=W_in.dtype)
+    labels[:, 0] = 1.0                                                     # 1 = real, 0 = noise
+    score = xp.einsum("ne,nke->nk", h, W_out[targets])                     # (N, 1+k)
+    sign = 2.0 * labels - 1.0
+    loss = float(-xp.log(sigmoid(sign * score)).sum())
+    dscore = sigmoid(score) - labels                                       # through -log s(+-score)
+    dW_out = xp.zeros_like(W_out)
+    scatter_add_rows(dW_out, targets.reshape(-1),
+                     (dscore[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
+    dh = xp.einsum("nk,nke->ne", dscore, W_out[targets])                   # (N, E)
+    dctx = (dh / n_ctx)[:, None, :] * context_mask[:, :, None]             # through the mean
+    dW_in = xp.zeros_like(W_in)
+    scatter_add_rows(dW_in, contexts.reshape(-1), dctx.reshape(-1, h.shape[1]))
+    return loss, dW_in, dW_out
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. State gradients in forward mode
+# ----------------------------------------------------------------------------------------------
+
+def fold_gates(cache, W):
+    """Fold the four gate blocks of ``W`` into the two matrices the tangent recurrence needs.
+
+    With dz = W v (v a tangent of the step's input: x_t for W = W_x, h_{t-1} for W = W_h),
+        dc_t = f dc_{t-1} + A_c v,   A_c = diag(s'(z_i) g) W_i + diag(s'(z_f) c_{t-1}) W_f
+                                            + diag(i (1 - g^2)) W_g
+        dh_t = A_o v + diag(o (1 - tanh^2 c_t)) dc_t,   A_o = diag(s'(z_o) tanh c_t) W_o
+    (s' = sigmoid', s'(z) = s (1 - s)). Folding first halves the work of the big product:
+    (2H x H) per stream instead of W_h's (4H x H).
+
+    Args:
+        cache: from ``lstm_step_forward`` (B streams).   W: (4H, D) with D = E or H.
+    Returns:
+        A: (B, 2H, D) = [A_c; A_o] stacked, and dh_dc = o (1 - tanh^2 c_t): (B, H).
+    """
+    xp = get_array_module(W)
+    i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
+    H = i.shape[1]
+    W_i, W_f, W_g, W_o = (W[None, n * H:(n + 1) * H] for n in range(4))       # (1, H, D) each
+    A_c = ((i * (1 - i) * g)[:, :, None] * W_i
+           + (f * (1 - f) * cache["c_prev"])[:, :, None] * W_f
+           + (i * (1 - g ** 2))[:, :, None] * W_g)                             # (B, H, D)
+    A_o = (o * (1 - o) * tanh_c)[:, :, None] * W_o                             # (B, H, D)
+    return xp.concatenate([A_c, A_o], axis=1), o * (1 - tanh_c ** 2)
+
+
+def state_gradient_step(J_prev, cache, W_x, W_h, out=None):
+    """Advance the tangents of all delays by one time step (the GUIDE's forward-mode recurrence).
+
+    Equations, for every delay k = 0..K at once (Jc_{t-1,-1} = 0):
+        dz = W_x                      (k = 0)
+        dz = W_h Jh_{t-1,k-1}         (k >= 1)
+        Jc_{t,k} = f * Jc_{t-1,k-1} + (s'(z_i) g) dz_i + (s'(z_f) c_{t-1}) dz_f + (i (1-g^2)) dz_g
+        Jh_{t,k} = (s'(z_o) tanh c_t) dz_o + (o (1 - tanh^2 c_t)) Jc_{t,k}
+
+    The two tangents live in one array J = [Jc; Jh] stacked along the state axis, so that the
+    folded matrices [A_c; A_o] (see ``fold_gates``) produce both with one product.
+
+    Args:
+        J_prev: (B, K+1, 2H, E); J_prev[:, k, :H] = dc_{t-1}/dx_{t-1-k}, J_prev[:, k, H:] = dh_{t-1}/dx_{t-1-k}.
+        cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
+        out: optional (B, K+1, 2H, E) buffer to write into (not J_prev).
+    Returns:
+        J: (B, K+1, 2H, E); J[:, k, :H] = G_{t,k} = dc_t/dx_{t-k} and J[:, k, H:] = dh_t/dx_{t-k}.
+        The tangents of delay K at t-1 have no successor within K and are dropped.
+    """
+    xp = get_array_module(J_prev)
+    H = W_h.shape[1]
+    A_x, dh_dc = fold_gates(cache, W_x)                     # (B, 2H, E), (B, H)
+    A_h, _ = fold_gates(cache, W_h)                         # (B, 2H, H)
+    J = xp.empty_like(J_prev) if out is None else out       # (B, K+1, 2H, E)
+    J[:, 0] = A_x                                           # k = 0: dz = W_x
+    # k >= 1, the one large product: (B, 1, 2H, H) @ (B, K, H, E) -> (B, K, 2H, E)
+    xp.matmul(A_h[:, None], J_prev[:, :-1, H:], out=J[:, 1:])
+    Jc, Jh = J[:, :, :H], J[:, :, H:]                       # views (B, K+1, H, E)
+    Jc[:, 1:] += cache["f"][:, None, :, None] * J_prev[:, :-1, :H]      # f * Jc_{t-1,k-1}
+    Jh += dh_dc[:, None, :, None] * Jc                                  # o (1 - tanh^2 c) * Jc_{t,k}
+    return J
+
+
+class StateGradientSums:
+    """Streaming sums and counts of G_{t,k} over all positions and per class of the word at t-k.
+
+    Memory is flat in the length of the text: one float64 array (C, K+1, 2H, E) for C classes over
+    all labelings ([c; h] stacked on the state axis as in ``state_gradient_step``), plus a float32
+    buffer of the same size that collects one window before it is added to the float64 sums.
+
+    Labelings are int arrays over the stream positions, -1 meaning "in no class"; one labeling
+    "all" (every position in class 0) is always there, so that ``mean('all')`` is eq. (1)'s Gbar.
+    """
+
+    def __init__(self, label_names: dict, K: int, H: int, E: int, xp=np):
+        # label_names: {labeling: [class names]}; the offsets place each labeling in the C axis.
+        self.labelings = {"all": ["all"], **label_names}
+        self.offsets, C = {}, 0
+        for name, classes in self.labelings.items():
+            self.offsets[name] = C
+            C += len(classes)
+        self.xp, self.H = xp, H
+        self.sums = xp.zeros((C, K + 1, 2 * H, E), dtype=np.float64)
+        self.window = xp.zeros((C, K + 1, 2 * H, E), dtype=np.float32)
+        self.counts = np.zeros((C, K + 1), dtype=np.int64)
+
+    def add(self, J, labels_at_source):
+        """Add G_{t,k} (slot k of J: (B, K+1, 2H, E)) to the sums of each class of x_{t-k}.
+
+        Args:
+            labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
+        """
+        B, K1 = J.shape[:2]
+        weights = np.zeros((K1, self.counts.shape[0], B), np.float32)   # (K+1, C, B) one-hot
+        k_index, b_index = np.meshgrid(np.arange(K1), np.arange(B), indexing="ij")
+        for name, offset in self.offsets.items():
+            ids = labels_at_source[name].T                                # (K+1, B)
+            keep = ids >= 0
+            weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
+        self.counts += weights.sum(axis=2).T.astype(np.int64)
+        by_delay = J.transpose(1, 0, 2, 3).reshape(K1, B, -1)             # (K+1, B, 2HE), a view
+        summed = self.xp.asarray(weights) @ by_delay                      # (K+1, C, 2HE)
+        self.window += summed.reshape(K1, -1, *J.shape[2:]).transpose(1, 0, 2, 3)
+
+    def flush(self):
+        """Move the float32 window buffer into the float64 sums (call once per window)."""
+        self.sums += self.window
+        self.window[...] = 0.0
+
+    def mean(self, labeling: str = "all", state: str = "c"):
+        """Gbar_k per class (eq. 1): (n_classes, K+1, H, E) as NumPy; NaN where a count is 0."""
+        self.flush()
+        start = self.offsets[labeling]
+        stop = start + len(self.labelings[labeling])
+        rows = slice(0, self.H) if state == "c" else slice(self.H, 2 * self.H)
+        sums = to_numpy(self.sums[start:stop, :, rows])
+        counts = self.counts[start:stop][:, :, None, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    def count(self, labeling: str = "all"):
+        """Number of positions behind each mean: (n_classes, K+1)."""
+        start = self.offsets[labeling]
+        return self.counts[start:start + len(self.labelings[labeling])].copy()
+
+
+def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
+                          window: int = 50, progress=None):
+    """Read the text with the LSTM and sum the state gradients of every delay 0..K.
+
+    The text is B parallel streams (like training); the state (h, c) and the tangents J = [Jc; Jh]
+    are carried from window to window, so that G_{t,k} is exact for every t >= k in a stream.
+    Slots whose source position lies before the stream's start are counted in no class.
+
+    Args:
+        params: the LM's arrays (on the backend that should do the work).
+        streams: (B, N) word ids.   labelings: {name: (B, N) int class ids, -1 = none}.
+        label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
+        progress: optional callable(n) told after every step that n more positions are done.
+    Returns:
+        StateGradientSums with the sums and counts.
+    """
+    xp = get_array_module(params["W_h"])
+    W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
+    B, N = streams.shape
+    H, E = W_h.shape[1], W_x.shape[1]
+    if N <= K:
+        raise ValueError(f"delay {K} is larger than the text (each of the {B} streams has {N} "
+                         "words); use a smaller --max-delay or more text")
+    sums = StateGradientSums(label_names, K, H, E, xp=xp)
+    all_labels = {"all": np.zeros_like(streams), **labelings}
+    # labels padded with K "-1" columns on the left: column t + K - k holds the word at t - k
+    padded = {n: np.concatenate([np.full((B, K), -1), lab], axis=1) for n, lab in all_labels.items()}
+    tokens = xp.asarray(streams)
+    h = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
+    c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
+    J = xp.zeros((B, K + 1, 2 * H, E), dtype=W_h.dtype)      # (B, K+1, 2H, E) tangents [Jc; Jh]
+    J_next = xp.empty_like(J)                                # second buffer, swapped every step
+    delays = np.arange(K + 1)
+    for t in range(N):
+        h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
+        J, J_next = state_gradient_step(J, cache, W_x, W_h, out=J_next), J
+        source = t + K - delays                              # (K+1,) column of x_{t-k}
+        sums.add(J, {n: p[:, source] for n, p in padded.items()})
+        if (t + 1) % window == 0:
+            sums.flush()
+        if progress is not None:
+            progress(B)
+    sums.flush()
+    return sums
+
+
+# ----------------------------------------------------------------------------------------------
+# 8. Measures: SVD (eq. 1), property vectors (eq. 2), cos(d, H_n) (eq. 3-4), m (eq. 5-6)
+# ----------------------------------------------------------------------------------------------
+
+def singular_values(G_bar):
+    """Eq. (1): Gbar = U S V^T. Args: (..., H, E). Returns S (..., min(H, E)), descending."""
+    return np.linalg.svd(G_bar, compute_uv=False)
+
+
+def right_singular_vectors(G_bar):
+    """Eq. (1): V (E, r) with columns v_1, v_2, ... (embedding-space directions), and S (r,)."""
+    _, S, Vt = np.linalg.svd(G_bar, full_matrices=False)
+    return Vt.T, S
+
+
+def property_vector(embeddings, words_a, words_b):
+    """Eq. (2): d_{a-b} = mean embedding of class a - mean embedding of class b, unit length.
+
+    Args:
+        embeddings: (V, E).   words_a, words_b: ids of the words of each class (word types).
+    """
+    if len(words_a) == 0 or len(words_b) == 0:
+        raise ValueError("a property needs words in both classes")
+    d = embeddings[np.asarray(words_a)].mean(axis=0) - embeddings[np.asarray(words_b)].mean(axis=0)
+    return d / np.linalg.norm(d)
+
+
+def subspace_cosine(G_bar, d, n: int):
+    """Eq. (3-4): cos(d, H_n) = |V_n^T d| for unit d, H_n spanned by the top-n right singular vectors.
+
+    (y = V_n V_n^T d is the projection of d on H_n; cos(d, y) = d^T y / (|d| |y|) = |V_n^T d|.)
+    """
+    V, _ = right_singular_vectors(G_bar)
+    if not 1 <= n <= V.shape[1]:
+        raise ValueError(f"n = {n} must be between 1 and the rank bound min(H, E) = {V.shape[1]}")
+    return float(np.linalg.norm(V[:, :n].T @ d))
+
+
+def relative_memory(G_bar, d):
+    """Eq. (5-6): r = |Gbar d| and m = r / sigma_1 (m = 1 when d is v_1)."""
+    sigma_1 = singular_values(G_bar)[0]
+    return float(np.linalg.norm(G_bar @ d) / sigma_1)
+
+
+def whitening(embeddings):
+    """Cholesky factor D of the embedding covariance (Sigma = D D^T), for the journal version's
+    whitened comparison: embeddings e -> D^-1 e, gradients G -> G D, so that G e is unchanged and
+    the whitened embeddings have identity covariance. Returns D (E, E)."""
+    centred = embeddings - embeddings.mean(axis=0)
+    cov = centred.T @ centred / (len(embeddings) - 1)
+    return np.linalg.cholesky(cov)
+
+
+def whiten(G_bar, d, D):
+    """Express a gradient (..., H, E) and a property vector (E,) in the whitened embedding space:
+    G -> G D and d -> D^-1 d (renormalised to unit length)."""
+    d_white = np.linalg.solve(D, d)
+    return G_bar @ D, d_white / np.linalg.norm(d_white)
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used, with a message of one sentence."""
+
+
+def save_checkpoint(path: str, params: dict, vocab, meta: dict, extra: dict | None = None) -> None:
+    """Write params, vocabulary and metadata to ``path`` atomically (temporary file, then rename).
+
+    Layout: the six arrays of PARAM_SHAPES (gate order i, f, g, o along 4H), ``vocab`` (V,) str,
+    ``meta`` a JSON string (corpus, split, settings, history), and any ``extra`` arrays.
+    """
+    arrays = {name: to_numpy(value) for name, value in params.items()}
+    arrays["vocab"] = np.asarray(vocab, dtype=str)
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    arrays.update({name: to_numpy(value) for name, value in (extra or {}).items()})
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path: str):
+    """Read a checkpoint written by ``save_checkpoint``: (params, vocab list, meta dict, extra).
+
+    Raises CheckpointError with one sentence for a missing, truncated or foreign file.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not an .npz "
+                              f"written by train.py: {type(error).__name__})") from None
+    missing = [name for name in (*PARAM_SHAPES, "vocab", "meta") if name not in arrays]
+    if missing:
+        raise CheckpointError(f"{path} is not an LSTM LM checkpoint: it lacks {', '.join(missing)}")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path} has unreadable metadata") from None
+    vocab = [str(w) for w in arrays.pop("vocab")]
+    params = {name: arrays.pop(name) for name in PARAM_SHAPES}
+    V, E = params["embedding"].shape
+    H = params["W_h"].shape[1]
+    expected = {"embedding": (V, E), "W_x": (4 * H, E), "W_h": (4 * H, H), "b": (4 * H,),
+                "W_out": (V, H), "b_out": (V,)}
+    for name, shape in expected.items():
+        if params[name].shape != shape:
+            raise CheckpointError(f"{path} is inconsistent: {name} has shape {params[name].shape}, "
+                                  f"expected {shape}")
+    if len(vocab) != V:
+        raise CheckpointError(f"{path} is inconsistent: {len(vocab)} words for {V} embeddings")
+    return params, vocab, meta, arrays

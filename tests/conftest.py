@@ -1,0 +1,43 @@
+"""Shared test helpers: float64 central finite differences and hypothesis settings."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+settings.register_profile("default", deadline=None, max_examples=25, derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central differences of f (array -> array of any shape) w.r.t. every element of x (float64).
+
+    Returns an array of shape f(x).shape + x.shape; x is restored afterwards.
+    """
+    out_shape = np.shape(f(x))
+    grad = np.zeros(out_shape + x.shape)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + eps
+        plus = np.array(f(x), dtype=np.float64)
+        x[index] = old - eps
+        minus = np.array(f(x), dtype=np.float64)
+        x[index] = old
+        grad[(Ellipsis,) + index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def brown_available():
+    try:
+        import nltk
+        nltk.data.find("corpora/brown/")
+        return True
+    except (LookupError, ImportError):
+        return False
+
+
+needs_brown = pytest.mark.skipif(not brown_available(),
+                                 reason="the Brown corpus is not installed (set NLTK_DATA)")

@@ -1,0 +1,160 @@
+"""Forward-mode state gradients: finite differences, reverse mode, streaming averages, measures."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import lstm_memory as lm
+from conftest import numerical_gradient
+from test_gradients import random_lstm
+
+dims = st.integers(min_value=1, max_value=4)
+
+
+def run_windows(X, h0, c0, W_x, W_h, b, K, window):
+    """Forward mode over X (B, T, E) in windows of ``window`` steps, carrying state and tangents
+    across the boundaries; returns the tangents J (B, K+1, 2H, E) after the last step."""
+    B, T, E = X.shape
+    H = W_h.shape[1]
+    J = np.zeros((B, K + 1, 2 * H, E))
+    h, c = h0, c0
+    for start in range(0, T, window):
+        _, (h_end, c_end), caches = lm.lstm_forward(X[:, start:start + window], h, c, W_x, W_h, b)
+        for cache in caches:
+            J = lm.state_gradient_step(J, cache, W_x, W_h)
+        h, c = h_end, c_end
+    return J
+
+
+@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 7),
+       window=st.integers(1, 4))
+def test_forward_mode_matches_finite_differences_across_windows(seed, B, E, H, T, window):
+    """Jc_{T-1,k} and Jh_{T-1,k} against central differences of c_T, h_T w.r.t. x_{T-1-k}."""
+    rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
+    X = rng.normal(size=(B, T, E))
+    K = T - 1
+    J = run_windows(X, h0, c0, W_x, W_h, b, K, window)
+    for k in range(K + 1):
+        x_source = X[:, T - 1 - k].copy()
+
+        def final_state(x):
+            Xk = X.copy()
+            Xk[:, T - 1 - k] = x
+            _, (h, c), _ = lm.lstm_forward(Xk, h0, c0, W_x, W_h, b)
+            return np.concatenate([c, h], axis=1)                     # (B, 2H)
+
+        numeric = numerical_gradient(final_state, x_source)          # (B, 2H, B, E)
+        per_stream = numeric[np.arange(B), :, np.arange(B), :]       # (B, 2H, E)
+        np.testing.assert_allclose(J[:, k], per_stream, rtol=1e-5, atol=1e-7)
+
+
+@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 6))
+def test_forward_mode_equals_reverse_mode(seed, B, E, H, T):
+    """<u, G v> = <G^T u, v>: G^T u comes from BPTT (lstm_backward with dc_T = u)."""
+    rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
+    X = rng.normal(size=(B, T, E))
+    J = run_windows(X, h0, c0, W_x, W_h, b, T - 1, T)
+    _, _, caches = lm.lstm_forward(X, h0, c0, W_x, W_h, b)
+    u, v = rng.normal(size=(B, H)), rng.normal(size=(B, T, E))
+    for state, (dh_T, dc_T) in (("c", (np.zeros((B, H)), u)), ("h", (u, np.zeros((B, H))))):
+        dX, _, _, _ = lm.lstm_backward(np.zeros((B, T, H)), dh_T, dc_T, caches)  # dX[:, s] = G^T u
+        rows = slice(0, H) if state == "c" else slice(H, 2 * H)
+        for k in range(T):
+            forward = np.einsum("bh,bhe,be->", u, J[:, k, rows], v[:, T - 1 - k])
+            reverse = np.einsum("be,be->", dX[:, T - 1 - k], v[:, T - 1 - k])
+            assert np.isclose(forward, reverse, rtol=1e-9, atol=1e-12), (state, k)
+
+
+def test_streaming_sums_equal_brute_force_average():
+    """Per-delay and per-class means of the sweep against explicitly computed G_{t,k}."""
+    rng = np.random.default_rng(3)
+    V, E, H, B, N, K = 9, 3, 4, 2, 13, 4
+    params = lm.init_params(V, E, H, seed=3, scale=0.6, dtype=np.float64)
+    params["b"] += rng.normal(0, 0.5, 4 * H)
+    streams = rng.integers(0, V, (B, N))
+    tags = np.where(rng.random((B, N)) < 0.2, -1, rng.integers(0, 3, (B, N)))
+    sums = lm.sweep_state_gradients(params, streams, {"tag": tags}, {"tag": ["a", "b", "c"]},
+                                    K, window=5)
+    # brute force: G_{t,k} for every t and k from a fresh forward-mode run to t
+    G = {}
+    for bb in range(B):
+        X = params["embedding"][streams[bb:bb + 1]]                   # (1, N, E)
+        for t in range(N):
+            J = run_windows(X[:, :t + 1], np.zeros((1, H)), np.zeros((1, H)),
+                            params["W_x"], params["W_h"], params["b"], K, t + 1)
+            for k in range(min(K, t) + 1):
+                G[bb, t, k] = J[0, k]
+    for labeling, labels, n_classes in (("all", np.zeros_like(tags), 1), ("tag", tags, 3)):
+        expected_count = np.zeros((n_classes, K + 1), int)
+        expected_sum = np.zeros((n_classes, K + 1, 2 * H, E))
+        for (bb, t, k), g in G.items():
+            cls = labels[bb, t - k]
+            if cls >= 0:
+                expected_count[cls, k] += 1
+                expected_sum[cls, k] += g
+        np.testing.assert_array_equal(sums.count(labeling), expected_count)
+        for state, rows in (("c", slice(0, H)), ("h", slice(H, 2 * H))):
+            mean = sums.mean(labeling, state)
+            expected = expected_sum[:, :, rows] / np.maximum(expected_count, 1)[:, :, None, None]
+            filled = expected_count > 0
+            np.testing.assert_allclose(mean[filled], expected[filled], rtol=1e-5, atol=1e-6)
+            assert np.all(np.isnan(mean[~filled]))
+
+
+def test_sweep_refuses_a_delay_longer_than_the_text():
+    params = lm.init_params(5, 2, 3, dtype=np.float64)
+    with pytest.raises(ValueError, match="larger than the text"):
+        lm.sweep_state_gradients(params, np.zeros((2, 4), int), {}, {}, K=4)
+
+
+# ---- measures (eq. 1-6) -----------------------------------------------------------------------
+
+matrices = st.tuples(st.integers(0, 10**6), st.integers(2, 6), st.integers(2, 6))
+
+
+@given(matrices)
+def test_measures_of_the_top_singular_vector(args):
+    seed, H, E = args
+    G = np.random.default_rng(seed).normal(size=(H, E))
+    V, S = lm.right_singular_vectors(G)
+    assert np.isclose(lm.subspace_cosine(G, V[:, 0], 1), 1.0)
+    assert np.isclose(lm.relative_memory(G, V[:, 0]), 1.0)
+    np.testing.assert_allclose(S, lm.singular_values(G))
+
+
+@given(matrices)
+def test_measures_are_bounded_and_cosine_grows_with_n(args):
+    seed, H, E = args
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(H, E))
+    d = rng.normal(size=E)
+    d /= np.linalg.norm(d)
+    assert 0.0 <= lm.relative_memory(G, d) <= 1.0 + 1e-12
+    rank = min(H, E)
+    cosines = [lm.subspace_cosine(G, d, n) for n in range(1, rank + 1)]
+    assert all(0.0 <= c <= 1.0 + 1e-12 for c in cosines)
+    assert all(b >= a - 1e-12 for a, b in zip(cosines, cosines[1:]))
+    if rank == E:                    # H_rank is the whole embedding space
+        assert np.isclose(cosines[-1], 1.0)
+    with pytest.raises(ValueError):
+        lm.subspace_cosine(G, d, rank + 1)
+
+
+def test_property_vector_is_the_unit_difference_of_class_means():
+    emb = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    d = lm.property_vector(emb, [0, 1], [2, 3])                       # (2, 0) - (0, 3)
+    np.testing.assert_allclose(d, np.array([2.0, -3.0]) / np.sqrt(13))
+    with pytest.raises(ValueError):
+        lm.property_vector(emb, [], [1])
+
+
+@given(matrices)
+def test_whitening_leaves_the_map_from_embeddings_to_state_unchanged(args):
+    seed, H, E = args
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(50, E)) @ rng.normal(size=(E, E))         # correlated embeddings
+    G = rng.normal(size=(H, E))
+    D = lm.whitening(emb)
+    white = np.linalg.solve(D, (emb - emb.mean(0)).T).T               # D^-1 e
+    np.testing.assert_allclose(np.cov(white.T), np.eye(E), atol=1e-8)
+    G_white, _ = lm.whiten(G, emb[0] / np.linalg.norm(emb[0]), D)
+    np.testing.assert_allclose(G_white @ np.linalg.solve(D, emb.T), G @ emb.T, atol=1e-8)

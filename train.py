@@ -1,0 +1,399 @@
+"""Train the hand-written LSTM language model (manual BPTT, SGD) with the paper's set-up.
+
+    python train.py                                  # joint embeddings, Brown, paper's schedule
+    python train.py --embeddings cbow --out checkpoints/cbow.npz
+    python train.py --max-train-tokens 200000 --epochs 2 --out /tmp/quick.npz
+
+Writes ``--out`` (the best model by validation perplexity) and ``<out>.last.npz`` (everything
+needed to ``--resume``: weights, carried state, RNG state, position in the epoch). Ctrl-C saves
+and exits cleanly; a non-finite loss stops with the last good checkpoint left in place.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+import corpus as corpora
+import lstm_memory as lm
+
+FORMAT = "lstm-memory-lm/1"
+# settings that define the model and its data: fixed at the start, restored by --resume
+MODEL_SETTINGS = ("corpus", "vocab_size", "max_train_tokens", "embedding_size", "hidden_size",
+                  "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
+                  "decay_after", "max_grad_norm", "init_scale", "min_improvement", "dtype",
+                  "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
+                  "cbow_epochs", "cbow_lr")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--corpus", default="brown", choices=corpora.CORPORA,
+                      help="tagged corpus (read through NLTK; 'generated' is the tests' toy language)")
+    data.add_argument("--vocab-size", type=int, default=10000, help="most frequent words kept (+ <unk>)")
+    data.add_argument("--max-train-tokens", type=int, default=None,
+                      help="train on the first N training tokens only (quick runs)")
+    model = p.add_argument_group("model (the paper's values)")
+    model.add_argument("--embedding-size", type=int, default=64, help="E")
+    model.add_argument("--hidden-size", type=int, default=256, help="H, LSTM cells in the one layer")
+    model.add_argument("--embeddings", default="joint", choices=("joint", "cbow"),
+                       help="joint: trained with the LM; cbow: word2vec CBOW, trained first, frozen")
+    model.add_argument("--dropout", type=float, default=0.5, help="dropout on the LSTM output only")
+    model.add_argument("--init-scale", type=float, default=0.05, help="weights ~ U(-s, s)")
+    opt = p.add_argument_group("optimisation (the paper's values)")
+    opt.add_argument("--batch-size", type=int, default=20, help="B parallel streams")
+    opt.add_argument("--num-steps", type=int, default=50, help="T steps of truncated BPTT")
+    opt.add_argument("--lr", type=float, default=1.0, help="SGD learning rate")
+    opt.add_argument("--decay-after", type=int, default=6, help="epochs at the full learning rate")
+    opt.add_argument("--lr-decay", type=float, default=0.8, help="factor per epoch after that")
+    opt.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip")
+    opt.add_argument("--epochs", type=int, default=39, help="at most this many epochs")
+    opt.add_argument("--min-improvement", type=float, default=0.002,
+                     help="stop when an epoch lowers validation perplexity by less than this "
+                          "fraction of the best so far")
+    w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
+    w2v.add_argument("--cbow-window", type=int, default=5)
+    w2v.add_argument("--cbow-negative", type=int, default=5)
+    w2v.add_argument("--cbow-sample", type=float, default=1e-3)
+    w2v.add_argument("--cbow-min-count", type=int, default=5)
+    w2v.add_argument("--cbow-epochs", type=int, default=5)
+    w2v.add_argument("--cbow-lr", type=float, default=0.025, help="decays linearly to 0")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", default="checkpoints/joint.npz", help="best checkpoint (.npz)")
+    run.add_argument("--resume", action="store_true", help="continue from <out>.last.npz")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    run.add_argument("--save-every", type=int, default=200,
+                     help="windows between saves of the resumable state")
+    run.add_argument("--stop-after", type=int, default=None,
+                     help="stop after N windows in this run, saving the resumable state (as Ctrl-C)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("vocab_size", "embedding_size", "hidden_size", "batch_size", "num_steps", "epochs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 <= args.dropout < 1.0:
+        p.error("--dropout must be in [0, 1)")
+    if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
+        p.error("--max-train-tokens is too small for --batch-size streams")
+    return args
+
+
+def last_path(out: str) -> str:
+    """The resumable state beside the best checkpoint: runs/joint.npz -> runs/joint.last.npz."""
+    root, _ = os.path.splitext(out)
+    return root + ".last.npz"
+
+
+def machine_name(xp) -> str:
+    if xp is not np:  # pragma: no cover - GPU only
+        return xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+
+
+# ----------------------------------------------------------------------------------------------
+# word2vec CBOW embeddings (the paper's second LM)
+# ----------------------------------------------------------------------------------------------
+
+def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count=5, epochs=5,
+               lr=0.025, seed=0, batch_size=128, progress=True, xp=np):
+    """word2vec CBOW with negative sampling, minibatched, with word2vec's defaults.
+
+    As in word2vec: words rarer than ``min_count`` are skipped (they keep their initial vectors),
+    frequent words are sub-sampled (keep probability (sqrt(f / (s N)) + 1) s N / f), the window is
+    shrunk at random to 1..window, negatives are drawn from the unigram distribution to the 3/4,
+    and the learning rate falls linearly from ``lr`` to 0 over all epochs.
+
+    Returns W_in (V, E), the embeddings, on ``xp``, and the loss per epoch (list of floats).
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(ids, minlength=V).astype(np.float64)
+    kept_vocab = counts >= min_count
+    stream = ids[kept_vocab[ids]]
+    total = stream.size
+    keep_prob = np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
+                           / np.maximum(counts, 1))
+    noise = np.where(kept_vocab, counts, 0.0) ** 0.75
+    noise /= noise.sum()
+    W_in = xp.asarray(rng.uniform(-0.5 / E, 0.5 / E, (V, E)))        # (V, E)
+    W_out = xp.zeros((V, E))                                           # (V, E)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])   # (2w,)
+    steps_total = epochs * math.ceil(total / batch_size)
+    step, losses = 0, []
+    for epoch in range(epochs):
+        words = stream[rng.random(total) < keep_prob[stream]]          # sub-sampled text
+        n = words.size
+        loss_sum = 0.0
+        bar = tqdm(range(0, n, batch_size), desc=f"cbow epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        for start in bar:
+            centers = np.arange(start, min(start + batch_size, n))     # (N,) positions
+            reach = window - rng.integers(0, window, centers.size)     # (N,) shrunk window
+            positions = centers[:, None] + offsets                     # (N, 2w)
+            mask = (np.abs(offsets) <= reach[:, None]) & (positions >= 0) & (positions < n)
+            contexts = words[np.clip(positions, 0, n - 1)]
+            negatives = rng.choice(V, size=(centers.size, negative), p=noise)
+            rate = lr * max(1e-4, 1.0 - step / steps_total)
+            loss, dW_in, dW_out = lm.cbow_loss_and_grads(
+                W_in, W_out, xp.asarray(contexts), xp.asarray(mask, dtype=W_in.dtype),
+                xp.asarray(words[centers]), xp.asarray(negatives))
+            W_in -= rate * dW_in
+            W_out -= rate * dW_out
+            loss_sum += loss
+            step += 1
+        losses.append(loss_sum / max(n, 1))
+        print(f"cbow epoch {epoch + 1}: loss per word {losses[-1]:.4f}", file=sys.stderr)
+    return W_in, losses
+
+
+def nearest_neighbours(embeddings, vocab, words, k=5):
+    """The k nearest words by cosine for each of ``words`` that is in the vocabulary."""
+    emb = lm.to_numpy(embeddings)
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    index = {w: i for i, w in enumerate(vocab)}
+    result = {}
+    for w in words:
+        if w in index:
+            sims = unit @ unit[index[w]]
+            order = [j for j in np.argsort(-sims) if j != index[w]][:k]
+            result[w] = [vocab[j] for j in order]
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Language-model training
+# ----------------------------------------------------------------------------------------------
+
+def evaluate(params, ids, batch_size, num_steps):
+    """Perplexity of ``ids`` (no dropout, state carried across windows)."""
+    xp = lm.get_array_module(params["W_h"])
+    streams = corpora.batchify(ids, batch_size)
+    H = params["W_h"].shape[1]
+    h = xp.zeros((batch_size, H), dtype=params["W_h"].dtype)
+    c = xp.zeros_like(h)
+    total, count = 0.0, 0
+    for start in range(0, streams.shape[1] - 1, num_steps):
+        stop = min(start + num_steps, streams.shape[1] - 1)
+        inputs = xp.asarray(streams[:, start:stop])
+        targets = xp.asarray(streams[:, start + 1:stop + 1])
+        loss, _, (h, c) = lm.lm_loss_and_grads(params, inputs, targets, h, c, backward=False)
+        total += loss * inputs.size
+        count += inputs.size
+    return math.exp(total / count)
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scale all gradients by min(1, max_norm / ||g||), ||g|| over all of them; returns ||g||."""
+    xp = lm.get_array_module(next(iter(grads.values())))
+    norm = float(xp.sqrt(sum(float((g * g).sum()) for g in grads.values())))
+    if norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / norm
+    return norm
+
+
+def learning_rate(args, epoch: int) -> float:
+    """lr for 0-based ``epoch``: args.lr for the first decay_after epochs, then x lr_decay per epoch."""
+    return args.lr * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
+
+
+class Interrupt:
+    """Turns Ctrl-C into a flag that the loop checks between windows, so a save is never torn."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:          # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: saving after this window ...", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def save_state(args, params, vocab, state, extra, path):
+    meta = {"format": FORMAT, "settings": {k: getattr(args, k) for k in MODEL_SETTINGS},
+            "split": "by document, within each genre in file order: 4 mod 10 valid, "
+                     "5 mod 10 test, else train", **state}
+    lm.save_checkpoint(path, params, vocab, meta, extra)
+
+
+def check_vocab(path, ckpt_vocab, data_vocab):
+    if list(ckpt_vocab) != list(data_vocab):
+        raise lm.CheckpointError(f"{path} was trained with a different vocabulary than this corpus "
+                                 "gives (other corpus, --vocab-size or --max-train-tokens)")
+
+
+def train(args) -> dict:
+    """Train (or resume) one LM; returns the final training state (history, perplexities)."""
+    xp = lm.get_backend(args.device)
+    dtype = np.dtype(args.dtype)
+    resume_from = last_path(args.out)
+    resumed = None
+    if args.resume:
+        params, vocab, meta, extra = lm.load_checkpoint(resume_from)
+        if meta.get("format") != FORMAT or "train" not in meta:
+            raise lm.CheckpointError(f"{resume_from} is not a resumable train.py checkpoint")
+        for key, value in meta["settings"].items():   # the model's settings come from the run
+            setattr(args, key, value)
+        dtype = np.dtype(args.dtype)
+        resumed = meta
+    data = corpora.load_corpus(args.corpus, args.vocab_size, args.max_train_tokens, seed=args.seed)
+    V = len(data.vocab)
+    if resumed is not None:
+        check_vocab(resume_from, vocab, data.vocab)
+        params = {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}
+        state = resumed["train"]
+        h, c = xp.asarray(extra["h"], dtype=dtype), xp.asarray(extra["c"], dtype=dtype)
+        print(f"resuming {resume_from}: epoch {state['epoch'] + 1}, window {state['window']}",
+              file=sys.stderr)
+    else:
+        params = lm.init_params(V, args.embedding_size, args.hidden_size, seed=args.seed,
+                                scale=args.init_scale, dtype=dtype, xp=xp)
+        state = {"epoch": 0, "window": 0, "rng": None, "history": [], "best_valid_ppl": None,
+                 "loss_sum": 0.0, "tokens": 0, "finished": False, "train_seconds": 0.0,
+                 "cbow": None}
+        if args.embeddings == "cbow":
+            W_in, losses = train_cbow(data.ids["train"], V, args.embedding_size,
+                                      window=args.cbow_window, negative=args.cbow_negative,
+                                      sample=args.cbow_sample, min_count=args.cbow_min_count,
+                                      epochs=args.cbow_epochs, lr=args.cbow_lr, seed=args.seed,
+                                      progress=not args.no_progress, xp=xp)
+            params["embedding"] = W_in.astype(dtype)
+            probes = ["man", "city", "said", "good", "he", "two", "war", "water"]
+            state["cbow"] = {"loss_per_epoch": losses,
+                             "neighbours": nearest_neighbours(W_in, data.vocab, probes)}
+            for word, near in state["cbow"]["neighbours"].items():
+                print(f"  cbow neighbours of {word!r}: {', '.join(near)}", file=sys.stderr)
+            np.save(os.path.splitext(args.out)[0] + ".cbow.npy", lm.to_numpy(W_in))
+        h = xp.zeros((args.batch_size, args.hidden_size), dtype=dtype)
+        c = xp.zeros_like(h)
+    if state["finished"]:
+        print(f"{resume_from} has already finished training", file=sys.stderr)
+        return state
+
+    streams = corpora.batchify(data.ids["train"], args.batch_size)     # (B, N)
+    n_windows = math.ceil((streams.shape[1] - 1) / args.num_steps)
+    rng = np.random.default_rng(args.seed)
+    if state["rng"] is not None:
+        rng.bit_generator.state = state["rng"]
+    trainable = [k for k in params if not (k == "embedding" and args.embeddings == "cbow")]
+    windows_this_run = 0
+    machine = machine_name(xp)
+
+    def save_last():
+        state["rng"] = rng.bit_generator.state
+        save_state(args, params, data.vocab, {"train": state, "machine": machine},
+                   {"h": h, "c": c}, last_path(args.out))
+
+    with Interrupt() as interrupt:
+        while state["epoch"] < args.epochs:
+            epoch, lr = state["epoch"], learning_rate(args, state["epoch"])
+            bar = tqdm(total=n_windows, initial=state["window"], disable=args.no_progress,
+                       desc=f"epoch {epoch + 1}/{args.epochs} lr {lr:.3g}", unit="win")
+            clock = epoch_start = time.perf_counter()
+            epoch_tokens = 0
+            while state["window"] < n_windows:
+                start = state["window"] * args.num_steps
+                stop = min(start + args.num_steps, streams.shape[1] - 1)
+                inputs = xp.asarray(streams[:, start:stop])                   # (B, T)
+                targets = xp.asarray(streams[:, start + 1:stop + 1])          # (B, T)
+                keep = rng.random((args.batch_size, stop - start, args.hidden_size)) >= args.dropout
+                mask = xp.asarray(keep / (1.0 - args.dropout), dtype=dtype)   # (B, T, H)
+                loss, grads, (h_new, c_new) = lm.lm_loss_and_grads(params, inputs, targets, h, c, mask)
+                grads = {k: grads[k] for k in trainable}
+                norm = clip_by_global_norm(grads, args.max_grad_norm)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    raise FloatingPointError(
+                        f"non-finite loss at epoch {epoch + 1}, window {state['window']}: training "
+                        f"stopped; the last good state is in {last_path(args.out)} (try a lower --lr)")
+                for k in trainable:
+                    params[k] -= lr * grads[k]                                # SGD
+                h, c = h_new, c_new
+                state["window"] += 1
+                state["loss_sum"] += loss * inputs.size
+                state["tokens"] += int(inputs.size)
+                windows_this_run += 1
+                epoch_tokens += int(inputs.size)
+                bar.update(1)
+                if windows_this_run % 10 == 0:
+                    tok_s = epoch_tokens / (time.perf_counter() - epoch_start)
+                    bar.set_postfix(ppl=f"{math.exp(state['loss_sum'] / state['tokens']):.1f}",
+                                    tok_s=f"{tok_s:.0f}")
+                stop_now = interrupt.requested or windows_this_run == args.stop_after
+                if stop_now or state["window"] % args.save_every == 0:
+                    state["train_seconds"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    save_last()
+                if stop_now:
+                    bar.close()
+                    print(f"stopped; resume with: python train.py --resume --out {args.out}",
+                          file=sys.stderr)
+                    return state
+            bar.close()
+            state["train_seconds"] += time.perf_counter() - clock
+            valid_ppl = evaluate(params, data.ids["valid"], args.batch_size, args.num_steps)
+            train_ppl = math.exp(state["loss_sum"] / max(state["tokens"], 1))
+            state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
+                                     "valid_ppl": valid_ppl})
+            print(f"epoch {epoch + 1}: lr {lr:.4g}  train ppl {train_ppl:.2f}  "
+                  f"valid ppl {valid_ppl:.2f}", file=sys.stderr)
+            best = state["best_valid_ppl"]
+            improved = best is None or valid_ppl < best * (1.0 - args.min_improvement)
+            if best is None or valid_ppl < best:
+                state["best_valid_ppl"] = valid_ppl
+                save_state(args, params, data.vocab, {"train": state, "machine": machine},
+                           {}, args.out)
+            state.update(epoch=epoch + 1, window=0, loss_sum=0.0, tokens=0)
+            h = xp.zeros_like(h)             # each epoch reads the text from its start
+            c = xp.zeros_like(c)
+            if not improved:
+                print(f"validation perplexity improved by less than {args.min_improvement:.1%}: "
+                      "stopping", file=sys.stderr)
+                break
+            save_last()
+
+    # the end: test perplexity of the best model, recorded in both checkpoints
+    best_params, _, best_meta, _ = lm.load_checkpoint(args.out)
+    best_params = {k: xp.asarray(v, dtype=dtype) for k, v in best_params.items()}
+    state["test_ppl"] = evaluate(best_params, data.ids["test"], args.batch_size, args.num_steps)
+    state["finished"] = True
+    print(f"best valid ppl {state['best_valid_ppl']:.2f}, test ppl {state['test_ppl']:.2f} "
+          f"({state['train_seconds'] / 60:.1f} min of training on {machine})", file=sys.stderr)
+    save_state(args, best_params, data.vocab, {"train": state, "machine": machine}, {}, args.out)
+    save_last()
+    return state
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        state = train(args)
+    except (lm.CheckpointError, corpora.CorpusError, FloatingPointError, RuntimeError,
+            ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if state.get("finished"):
+        print(json.dumps({k: state[k] for k in ("best_valid_ppl", "test_ppl", "train_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
