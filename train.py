@@ -27,7 +27,7 @@ import lstm_memory as lm
 
 FORMAT = "lstm-memory-lm/1"
 # settings that define the model and its data: fixed at the start, restored by --resume
-MODEL_SETTINGS = ("corpus", "vocab_size", "max_train_tokens", "embedding_size", "hidden_size",
+MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", "embedding_size", "hidden_size",
                   "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
                   "decay_after", "max_grad_norm", "init_scale", "min_improvement", "dtype",
                   "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
@@ -57,7 +57,9 @@ def parse_args(argv=None):
     opt.add_argument("--decay-after", type=int, default=6, help="epochs at the full learning rate")
     opt.add_argument("--lr-decay", type=float, default=0.8, help="factor per epoch after that")
     opt.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip")
-    opt.add_argument("--epochs", type=int, default=39, help="at most this many epochs")
+    opt.add_argument("--epochs", type=int, default=None,
+                     help="at most this many epochs (39, the authors' setting; --resume keeps the "
+                          "interrupted run's value unless this is given)")
     opt.add_argument("--min-improvement", type=float, default=0.002,
                      help="stop when an epoch lowers validation perplexity by less than this "
                           "fraction of the best so far")
@@ -81,7 +83,7 @@ def parse_args(argv=None):
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("vocab_size", "embedding_size", "hidden_size", "batch_size", "num_steps", "epochs"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= args.dropout < 1.0:
         p.error("--dropout must be in [0, 1)")
@@ -94,6 +96,11 @@ def last_path(out: str) -> str:
     """The resumable state beside the best checkpoint: runs/joint.npz -> runs/joint.last.npz."""
     root, _ = os.path.splitext(out)
     return root + ".last.npz"
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean cross-entropy), saturating at exp(700) instead of overflowing."""
+    return math.exp(min(mean_loss, 700.0))
 
 
 def machine_name(xp) -> str:
@@ -190,7 +197,7 @@ def evaluate(params, ids, batch_size, num_steps):
         loss, _, (h, c) = lm.lm_loss_and_grads(params, inputs, targets, h, c, backward=False)
         total += loss * inputs.size
         count += inputs.size
-    return math.exp(total / count)
+    return perplexity(total / count)
 
 
 def clip_by_global_norm(grads, max_norm):
@@ -244,6 +251,7 @@ def check_vocab(path, ckpt_vocab, data_vocab):
 def train(args) -> dict:
     """Train (or resume) one LM; returns the final training state (history, perplexities)."""
     xp = lm.get_backend(args.device)
+    args.epochs = args.epochs or (None if args.resume else 39)
     dtype = np.dtype(args.dtype)
     resume_from = last_path(args.out)
     resumed = None
@@ -251,8 +259,10 @@ def train(args) -> dict:
         params, vocab, meta, extra = lm.load_checkpoint(resume_from)
         if meta.get("format") != FORMAT or "train" not in meta:
             raise lm.CheckpointError(f"{resume_from} is not a resumable train.py checkpoint")
+        epochs_asked = args.epochs
         for key, value in meta["settings"].items():   # the model's settings come from the run
             setattr(args, key, value)
+        args.epochs = epochs_asked or args.epochs
         dtype = np.dtype(args.dtype)
         resumed = meta
     data = corpora.load_corpus(args.corpus, args.vocab_size, args.max_train_tokens, seed=args.seed)
@@ -335,7 +345,7 @@ def train(args) -> dict:
                 bar.update(1)
                 if windows_this_run % 10 == 0:
                     tok_s = epoch_tokens / (time.perf_counter() - epoch_start)
-                    bar.set_postfix(ppl=f"{math.exp(state['loss_sum'] / state['tokens']):.1f}",
+                    bar.set_postfix(ppl=f"{perplexity(state['loss_sum'] / state['tokens']):.1f}",
                                     tok_s=f"{tok_s:.0f}")
                 stop_now = interrupt.requested or windows_this_run == args.stop_after
                 if stop_now or state["window"] % args.save_every == 0:
@@ -350,7 +360,7 @@ def train(args) -> dict:
             bar.close()
             state["train_seconds"] += time.perf_counter() - clock
             valid_ppl = evaluate(params, data.ids["valid"], args.batch_size, args.num_steps)
-            train_ppl = math.exp(state["loss_sum"] / max(state["tokens"], 1))
+            train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
             state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
                                      "valid_ppl": valid_ppl})
             print(f"epoch {epoch + 1}: lr {lr:.4g}  train ppl {train_ppl:.2f}  "

@@ -1,0 +1,116 @@
+"""analyze.py end to end on two small LMs of the generated corpus, its errors, and Table 2's classifier."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import analyze
+import corpus as corpora
+import lstm_memory as lm
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
+         "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lms")
+    paths = []
+    for kind in ("joint", "cbow"):
+        path = str(folder / f"{kind}.npz")
+        assert train.main([*SMALL, "--embeddings", kind, "--out", path]) == 0
+        paths.append(path)
+    return paths
+
+
+def analyse(checkpoints, out_dir, *extra):
+    return analyze.main(["--checkpoints", *checkpoints, "--out-dir", str(out_dir), "--max-delay",
+                         "6", "--no-progress", "--classifier-seeds", "1", *extra])
+
+
+def test_analysis_writes_every_result(checkpoints, tmp_path):
+    assert analyse(checkpoints, tmp_path) == 0
+    for stem in ("figure1", "figure2"):
+        for ext in ("png", "pdf"):
+            assert os.path.getsize(tmp_path / f"{stem}.{ext}") > 1000
+    for stem in ("table1", "table2"):
+        assert (tmp_path / f"{stem}.md").read_text().count("\n") >= 8
+        assert (tmp_path / f"{stem}.csv").exists()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [m["checkpoint"] for m in results["models"]] == ["joint", "cbow"]
+    for model in results["models"]:
+        for state in "ch":
+            spectrum = model["spectrum"][state]
+            assert len(spectrum["sigma1"]) == 7
+            assert all(0 < s1 <= total for s1, total in zip(spectrum["sigma1"], spectrum["sum"]))
+        normalised = [row["normalised"] for row in model["table1"].values()]
+        assert np.isclose(sum(normalised), 1.0)
+        for prop in ("sg-pl", "common-proper"):
+            assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["m"])
+            assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["cos_H5"])
+        assert -1 <= model["property_cosine"] <= 1
+    assert set(results["table2"]) == {task for task, _ in analyze.TABLE2_TASKS}
+
+
+def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
+    """Figure 1's sigma_1 at tau = 0 is the SVD of the plain per-position average of G_{t,0}."""
+    assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "400", "--batch-size", "4") == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    params, _, meta, _ = lm.load_checkpoint(checkpoints[0])
+    data = corpora.load_corpus("generated")
+    streams = corpora.batchify(data.ids["valid"][:400], 4)
+    sums = lm.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
+                                    streams, {}, {}, K=6)
+    expected = lm.singular_values(sums.mean("all", "c")[0])[:, 0]
+    np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
+
+
+def test_whitened_analysis_runs(checkpoints, tmp_path):
+    assert analyse(checkpoints, tmp_path, "--whiten", "--state", "h") == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(m["whitened"] for m in results["models"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--top-n", "9"], "larger than the embedding size"),
+    (["--max-delay", "200", "--max-tokens", "400"], "larger than the text"),
+    (["--max-tokens", "24", "--batch-size", "1", "--max-delay", "2"], "no word of class"),
+])
+def test_impossible_requests_are_one_clear_error(checkpoints, tmp_path, capsys, extra, message):
+    assert analyse(checkpoints, tmp_path, *extra) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_foreign_and_mismatched_checkpoints_are_refused(checkpoints, tmp_path, capsys):
+    params, vocab, meta, extra = lm.load_checkpoint(checkpoints[0])
+    vocab[0], vocab[1] = vocab[1], vocab[0]
+    mismatched = str(tmp_path / "mismatched.npz")
+    lm.save_checkpoint(mismatched, params, vocab, meta, extra)
+    assert analyse([mismatched], tmp_path) == 1
+    assert "does not match its corpus" in capsys.readouterr().err
+    assert analyse([str(tmp_path / "missing.npz")], tmp_path) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_classifier_recovers_a_planted_linear_labelling():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    y = np.where(X @ rng.normal(size=6) > 0.3, "a", "b")
+    accuracy, setting, sizes = analyze.best_validation_accuracy(X, y, seeds=1)
+    assert accuracy >= 0.95 and sizes == (320, 80)
+    shuffled, _, _ = analyze.best_validation_accuracy(X, rng.permutation(y), seeds=1)
+    assert shuffled < 0.8                                  # no signal, no accuracy
+
+
+def test_help_lists_the_options():
+    out = subprocess.run([sys.executable, "analyze.py", "--help"], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    for option in ("--checkpoints", "--split", "--max-delay", "--state", "--max-tokens",
+                   "--out-dir", "--device", "--whiten"):
+        assert option in out

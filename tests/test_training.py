@@ -1,0 +1,184 @@
+"""Training on the generated corpus: learning, CBOW, checkpoints, resume, interruption, bad input."""
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import corpus as corpora
+import lstm_memory as lm
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
+         "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1"]
+
+
+def run(tmp_path, *extra, name="lm.npz"):
+    out = str(tmp_path / name)
+    code = train.main([*SMALL, "--out", out, *extra])
+    return code, out
+
+
+def test_small_lm_beats_the_unigram_baseline(tmp_path):
+    code, out = run(tmp_path, "--epochs", "4", "--lr", "1.0")
+    assert code == 0
+    _, _, meta, _ = lm.load_checkpoint(out)
+    data = corpora.load_corpus("generated")
+    counts = np.bincount(data.ids["train"], minlength=len(data.vocab)) + 1.0
+    unigram_ppl = math.exp(-np.log(counts / counts.sum())[data.ids["valid"]].mean())
+    assert meta["train"]["best_valid_ppl"] < 0.5 * unigram_ppl
+    assert meta["train"]["finished"] and math.isfinite(meta["train"]["test_ppl"])
+
+
+def test_cbow_loss_falls_and_neighbours_make_sense():
+    data = corpora.load_corpus("generated")
+    # sample=1 turns sub-sampling off: every word of this 60-word language is "frequent"
+    W_in, losses = train.train_cbow(data.ids["train"], len(data.vocab), 8, min_count=1, epochs=5,
+                                    sample=1.0, progress=False)
+    chance = 6 * np.log(2)                  # untrained: s(score) = 1/2 for the word and 5 negatives
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.65 * chance
+    near = train.nearest_neighbours(W_in, data.vocab, ["cats"], k=8)["cats"]
+    plural_nouns = set(corpora.LEXICON["NNS"])
+    assert len(plural_nouns & set(near)) >= 6          # same slot and number in the grammar
+
+
+def test_cbow_model_keeps_its_embeddings_frozen(tmp_path):
+    code, out = run(tmp_path, "--epochs", "1", "--embeddings", "cbow")
+    assert code == 0
+    params, _, meta, _ = lm.load_checkpoint(out)
+    cbow = np.load(str(tmp_path / "lm.cbow.npy"))
+    np.testing.assert_array_equal(params["embedding"], cbow.astype(np.float32))
+    assert meta["train"]["cbow"]["loss_per_epoch"][-1] < meta["train"]["cbow"]["loss_per_epoch"][0]
+
+
+def test_checkpoint_round_trip(tmp_path):
+    params = lm.init_params(5, 2, 3, seed=1)
+    path = str(tmp_path / "c.npz")
+    lm.save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
+    loaded, vocab, meta, extra = lm.load_checkpoint(path)
+    assert vocab == list("abcde") and meta == {"x": [1, 2]}
+    np.testing.assert_array_equal(extra["h"], np.ones((2, 3)))
+    for name in params:
+        np.testing.assert_array_equal(loaded[name], params[name])
+    with np.load(path, allow_pickle=False) as data:                   # plain numpy can read it
+        assert data["W_x"].shape == (12, 2)
+
+
+def assert_same_params(path_a, path_b):
+    a, _, meta_a, _ = lm.load_checkpoint(path_a)
+    b, _, meta_b, _ = lm.load_checkpoint(path_b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert [h["valid_ppl"] for h in meta_a["train"]["history"]] == \
+           [h["valid_ppl"] for h in meta_b["train"]["history"]]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    _, straight = run(tmp_path, "--epochs", "2", "--min-improvement", "0", name="straight.npz")
+    code, interrupted = run(tmp_path, "--epochs", "2", "--min-improvement", "0",
+                            "--stop-after", "23", name="resumed.npz")
+    assert code == 0 and not os.path.exists(interrupted)          # stopped inside epoch 1
+    code, _ = run(tmp_path, "--resume", "--epochs", "2", name="resumed.npz")
+    assert code == 0
+    assert_same_params(straight, interrupted)
+    assert_same_params(train.last_path(straight), train.last_path(interrupted))
+
+
+def test_ctrl_c_saves_and_resume_finishes_the_same_run(tmp_path, monkeypatch):
+    _, straight = run(tmp_path, "--epochs", "1", name="straight.npz")
+    calls = {"n": 0}
+    original = lm.lm_loss_and_grads
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            os.kill(os.getpid(), signal.SIGINT)                        # as if the user pressed Ctrl-C
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "lm_loss_and_grads", interrupting)
+    code, out = run(tmp_path, "--epochs", "1", name="ctrlc.npz")
+    monkeypatch.setattr(lm, "lm_loss_and_grads", original)
+    assert code == 0 and os.path.exists(train.last_path(out))
+    _, _, meta, _ = lm.load_checkpoint(train.last_path(out))
+    assert meta["train"]["window"] == 9 and not meta["train"]["finished"]
+    assert run(tmp_path, "--resume", name="ctrlc.npz")[0] == 0
+    assert_same_params(straight, out)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    original, calls = lm.lm_loss_and_grads, {"n": 0}
+
+    def diverging(*args, **kwargs):               # window 7 "diverges"
+        calls["n"] += 1
+        loss, grads, state = original(*args, **kwargs)
+        return (float("nan") if calls["n"] == 7 else loss), grads, state
+
+    monkeypatch.setattr(lm, "lm_loss_and_grads", diverging)
+    code, out = run(tmp_path, "--epochs", "1", "--save-every", "5")
+    assert code == 1
+    assert "non-finite loss at epoch 1, window 6" in capsys.readouterr().err
+    params, _, meta, _ = lm.load_checkpoint(train.last_path(out))
+    assert meta["train"]["window"] == 5                 # the last good save is untouched
+    assert all(np.all(np.isfinite(v)) for v in params.values())
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file at all", None])
+def test_unusable_checkpoints_are_refused_with_one_sentence(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    if content is None:                                   # a real .npz, but not a checkpoint
+        np.savez(path, weights=np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(lm.CheckpointError) as info:
+        lm.load_checkpoint(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    code, out = run(tmp_path, "--epochs", "1")
+    data = open(out, "rb").read()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(lm.CheckpointError, match="not a readable checkpoint"):
+        lm.load_checkpoint(str(truncated))
+
+
+def test_resume_refuses_a_checkpoint_of_another_vocabulary(tmp_path, capsys):
+    code, out = run(tmp_path, "--epochs", "1", "--stop-after", "3")
+    params, vocab, meta, extra = lm.load_checkpoint(train.last_path(out))
+    vocab[0], vocab[1] = vocab[1], vocab[0]
+    lm.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
+    assert run(tmp_path, "--resume")[0] == 1
+    assert "different vocabulary" in capsys.readouterr().err
+
+
+def test_missing_resume_file_is_one_clear_error(tmp_path, capsys):
+    assert run(tmp_path, "--resume", name="nothing.npz")[0] == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_and_impossible_options():
+    help_text = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, text=True,
+                               capture_output=True, check=True).stdout
+    assert "--max-train-tokens" in help_text and "(default: 0.8)" in help_text
+    bad = subprocess.run([sys.executable, "train.py", "--dropout", "1.5"], cwd=ROOT, text=True,
+                         capture_output=True)
+    assert bad.returncode == 2 and "--dropout must be in [0, 1)" in bad.stderr
+
+
+def test_learning_rate_schedule():
+    args = train.parse_args([])
+    rates = [train.learning_rate(args, epoch) for epoch in range(9)]
+    assert rates[:6] == [1.0] * 6
+    np.testing.assert_allclose(rates[6:], [0.8, 0.64, 0.512])
+
+
+def test_gradient_clipping_scales_to_the_max_norm():
+    grads = {"a": np.array([3.0, 0.0]), "b": np.array([[0.0, 4.0]])}
+    assert train.clip_by_global_norm(grads, 1.0) == 5.0
+    np.testing.assert_allclose(grads["a"], [0.6, 0.0])
+    np.testing.assert_allclose(grads["b"], [[0.0, 0.8]])
