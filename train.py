@@ -104,9 +104,16 @@ def perplexity(mean_loss: float) -> float:
 
 
 def machine_name(xp) -> str:
+    """'NVIDIA H100 ...' on a GPU, else the CPU model and its number of cores."""
     if xp is not np:  # pragma: no cover - GPU only
         return xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 # ----------------------------------------------------------------------------------------------

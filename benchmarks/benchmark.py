@@ -1,0 +1,86 @@
+"""Speed of the two hot loops at the paper's size, as medians over repeats (not a test).
+
+    python benchmarks/benchmark.py                   # both, on the default device
+    python benchmarks/benchmark.py --what analysis --device cpu --max-delay 30
+
+train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 50 x 20 window
+analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, the paper's classes;
+          peak memory of the sweep's arrays
+"""
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import lstm_memory as lm  # noqa: E402
+import train  # noqa: E402
+
+
+def timed(xp, fn, repeats):
+    times = []
+    for _ in range(repeats):
+        lm.synchronize(xp)
+        start = time.perf_counter()
+        fn()
+        lm.synchronize(xp)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_train(xp, args):
+    V, E, H, B, T = args.vocab, 64, 256, 20, 50
+    rng = np.random.default_rng(0)
+    params = lm.init_params(V, E, H, xp=xp)
+    inputs, targets = (xp.asarray(rng.integers(0, V, (B, T))) for _ in range(2))
+    mask = xp.asarray((rng.random((B, T, H)) >= 0.5) * 2.0, dtype=np.float32)
+    h = xp.zeros((B, H), dtype=np.float32)
+
+    def step():
+        _, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h, h, mask)
+        train.clip_by_global_norm(grads, 5.0)
+        for k in params:
+            params[k] -= 0.1 * grads[k]
+
+    step()                                                    # warm-up
+    seconds = timed(xp, step, args.repeats)
+    print(f"train: {B * T / seconds:,.0f} tokens/s (median of {args.repeats} windows of "
+          f"{B}x{T}, V={V}, E={E}, H={H}) on {train.machine_name(xp)}")
+
+
+def bench_analysis(xp, args):
+    V, E, H, B, K, N = args.vocab, 64, 256, 20, args.max_delay, args.positions // 20
+    rng = np.random.default_rng(0)
+    params = lm.init_params(V, E, H, xp=xp)
+    streams = rng.integers(0, V, (B, N))
+    labels = {"pos": rng.integers(-1, 6, (B, N)), "noun": rng.integers(-1, 4, (B, N))}
+    names = {"pos": list("abcdef"), "noun": list("abcd")}
+    run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K)  # noqa: E731
+    tracemalloc.start()
+    run()                                                     # warm-up, and peak memory
+    peak = tracemalloc.get_traced_memory()[1] if xp is np else \
+        xp.get_default_memory_pool().total_bytes()
+    tracemalloc.stop()
+    seconds = timed(xp, run, args.repeats)
+    print(f"analysis: {B * N / seconds:,.1f} positions/s (median of {args.repeats} sweeps of "
+          f"{B}x{N} positions, K={K}, c and h, 1+6+4 classes), peak memory "
+          f"{peak / 2**20:,.0f} MiB on {train.machine_name(xp)}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--what", default="all", choices=("all", "train", "analysis"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--vocab", type=int, default=10001)
+    p.add_argument("--max-delay", type=int, default=30)
+    p.add_argument("--positions", type=int, default=1000, help="positions per analysis sweep")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    xp = lm.get_backend(args.device)
+    if args.what in ("all", "train"):
+        bench_train(xp, args)
+    if args.what in ("all", "analysis"):
+        bench_analysis(xp, args)
