@@ -61,6 +61,8 @@ def parse_args(argv=None):
                         "singular values of different LMs share one scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--workers", type=int, default=os.cpu_count(),
+                   help="CPU threads for the sweep, each over its share of the streams")
     p.add_argument("--classifier-seeds", type=int, default=1,
                    help="initialisation seeds in Table 2's grid search")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +73,8 @@ def parse_args(argv=None):
         p.error("--top-n must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
         p.error("--max-tokens must be at least 1")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
     return args
 
 
@@ -148,7 +152,7 @@ def analyse_model(path, params, data, args, xp):
                disable=args.no_progress)
     clock = time.perf_counter()
     sums = lm.sweep_state_gradients(on_device, streams, stream_labels, names, args.max_delay,
-                                    progress=bar.update)
+                                    progress=bar.update, workers=args.workers)
     lm.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()

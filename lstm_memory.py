@@ -402,7 +402,7 @@ def state_gradient_step(J_prev, cache, W_x, W_h, out=None):
 class StateGradientSums:
     """Streaming sums and counts of G_{t,k} over all positions and per class of the word at t-k.
 
-    Memory is flat in the length of the text: one float64 array (C, K+1, 2H, E) for C classes over
+    Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
     all labelings ([c; h] stacked on the state axis as in ``state_gradient_step``), plus a float32
     buffer of the same size that collects one window before it is added to the float64 sums.
 
@@ -418,9 +418,9 @@ class StateGradientSums:
             self.offsets[name] = C
             C += len(classes)
         self.xp, self.H = xp, H
-        self.sums = xp.zeros((C, K + 1, 2 * H, E), dtype=np.float64)
-        self.window = xp.zeros((C, K + 1, 2 * H, E), dtype=np.float32)
-        self.counts = np.zeros((C, K + 1), dtype=np.int64)
+        self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)
+        self.window = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float32)
+        self.counts = np.zeros((K + 1, C), dtype=np.int64)
 
     def add(self, J, labels_at_source):
         """Add G_{t,k} (slot k of J: (B, K+1, 2H, E)) to the sums of each class of x_{t-k}.
@@ -429,21 +429,27 @@ class StateGradientSums:
             labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
         """
         B, K1 = J.shape[:2]
-        weights = np.zeros((K1, self.counts.shape[0], B), np.float32)   # (K+1, C, B) one-hot
+        weights = np.zeros((K1, self.counts.shape[1], B), np.float32)   # (K+1, C, B) one-hot
         k_index, b_index = np.meshgrid(np.arange(K1), np.arange(B), indexing="ij")
         for name, offset in self.offsets.items():
             ids = labels_at_source[name].T                                # (K+1, B)
             keep = ids >= 0
             weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
-        self.counts += weights.sum(axis=2).T.astype(np.int64)
+        self.counts += weights.sum(axis=2).astype(np.int64)
         by_delay = J.transpose(1, 0, 2, 3).reshape(K1, B, -1)             # (K+1, B, 2HE), a view
-        summed = self.xp.asarray(weights) @ by_delay                      # (K+1, C, 2HE)
-        self.window += summed.reshape(K1, -1, *J.shape[2:]).transpose(1, 0, 2, 3)
+        self.window += (self.xp.asarray(weights) @ by_delay).reshape(self.window.shape)
 
     def flush(self):
         """Move the float32 window buffer into the float64 sums (call once per window)."""
         self.sums += self.window
         self.window[...] = 0.0
+
+    def merge(self, other: "StateGradientSums"):
+        """Add the sums and counts of another sweep over other streams of the same text."""
+        self.flush()
+        other.flush()
+        self.sums += other.sums
+        self.counts += other.counts
 
     def mean(self, labeling: str = "all", state: str = "c"):
         """Gbar_k per class (eq. 1): (n_classes, K+1, H, E) as NumPy; NaN where a count is 0."""
@@ -451,19 +457,19 @@ class StateGradientSums:
         start = self.offsets[labeling]
         stop = start + len(self.labelings[labeling])
         rows = slice(0, self.H) if state == "c" else slice(self.H, 2 * self.H)
-        sums = to_numpy(self.sums[start:stop, :, rows])
-        counts = self.counts[start:stop][:, :, None, None]
+        sums = to_numpy(self.sums[:, start:stop, rows]).transpose(1, 0, 2, 3)
+        counts = self.count(labeling)[:, :, None, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def count(self, labeling: str = "all"):
         """Number of positions behind each mean: (n_classes, K+1)."""
         start = self.offsets[labeling]
-        return self.counts[start:start + len(self.labelings[labeling])].copy()
+        return self.counts[:, start:start + len(self.labelings[labeling])].T.copy()
 
 
 def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None):
+                          window: int = 50, progress=None, workers: int = 1):
     """Read the text with the LSTM and sum the state gradients of every delay 0..K.
 
     The text is B parallel streams (like training); the state (h, c) and the tangents J = [Jc; Jh]
@@ -475,16 +481,40 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
         streams: (B, N) word ids.   labelings: {name: (B, N) int class ids, -1 = none}.
         label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
         progress: optional callable(n) told after every step that n more positions are done.
+        workers: threads, each sweeping its own share of the streams (NumPy only; NumPy releases
+            the GIL, so on a CPU with W cores W workers with one BLAS thread each keep every core
+            busy, also in the element-wise work that BLAS threads leave to one core).
     Returns:
         StateGradientSums with the sums and counts.
     """
+    B, N = streams.shape
+    if N <= K:
+        raise ValueError(f"delay {K} is larger than the text (each of the {B} streams has {N} "
+                         "words); use a smaller --max-delay or more text")
+    xp = get_array_module(params["W_h"])
+    workers = max(1, min(workers, B)) if xp is np else 1
+    if workers == 1:
+        return _sweep_streams(params, streams, labelings, label_names, K, window, progress)
+    from concurrent.futures import ThreadPoolExecutor
+    from threadpoolctl import threadpool_limits
+
+    parts = np.array_split(np.arange(B), workers)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(
+            lambda rows: _sweep_streams(params, streams[rows],
+                                        {n: lab[rows] for n, lab in labelings.items()},
+                                        label_names, K, window, progress), parts))
+    for other in results[1:]:
+        results[0].merge(other)
+    return results[0]
+
+
+def _sweep_streams(params, streams, labelings, label_names, K, window, progress):
+    """``sweep_state_gradients`` on one thread: the loop over time steps."""
     xp = get_array_module(params["W_h"])
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
     B, N = streams.shape
     H, E = W_h.shape[1], W_x.shape[1]
-    if N <= K:
-        raise ValueError(f"delay {K} is larger than the text (each of the {B} streams has {N} "
-                         "words); use a smaller --max-delay or more text")
     sums = StateGradientSums(label_names, K, H, E, xp=xp)
     all_labels = {"all": np.zeros_like(streams), **labelings}
     # labels padded with K "-1" columns on the left: column t + K - k holds the word at t - k

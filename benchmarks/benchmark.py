@@ -58,7 +58,8 @@ def bench_analysis(xp, args):
     streams = rng.integers(0, V, (B, N))
     labels = {"pos": rng.integers(-1, 6, (B, N)), "noun": rng.integers(-1, 4, (B, N))}
     names = {"pos": list("abcdef"), "noun": list("abcd")}
-    run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K)  # noqa: E731
+    run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
+                                           workers=args.workers)
     tracemalloc.start()
     run()                                                     # warm-up, and peak memory
     peak = tracemalloc.get_traced_memory()[1] if xp is np else \
@@ -66,7 +67,7 @@ def bench_analysis(xp, args):
     tracemalloc.stop()
     seconds = timed(xp, run, args.repeats)
     print(f"analysis: {B * N / seconds:,.1f} positions/s (median of {args.repeats} sweeps of "
-          f"{B}x{N} positions, K={K}, c and h, 1+6+4 classes), peak memory "
+          f"{B}x{N} positions, K={K}, c and h, 1+6+4 classes, {args.workers} workers), peak memory "
           f"{peak / 2**20:,.0f} MiB on {train.machine_name(xp)}")
 
 
@@ -78,6 +79,7 @@ if __name__ == "__main__":
     p.add_argument("--max-delay", type=int, default=30)
     p.add_argument("--positions", type=int, default=1000, help="positions per analysis sweep")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="analysis threads")
     args = p.parse_args()
     xp = lm.get_backend(args.device)
     if args.what in ("all", "train"):

@@ -100,6 +100,20 @@ def test_streaming_sums_equal_brute_force_average():
             assert np.all(np.isnan(mean[~filled]))
 
 
+def test_threaded_sweep_equals_the_single_thread_sweep():
+    rng = np.random.default_rng(5)
+    params = lm.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
+    streams = rng.integers(0, 11, (5, 9))
+    labels = {"tag": rng.integers(-1, 2, (5, 9))}
+    one = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
+    three = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
+    for labeling in ("all", "tag"):
+        np.testing.assert_array_equal(one.count(labeling), three.count(labeling))
+        for state in "ch":
+            np.testing.assert_allclose(one.mean(labeling, state), three.mean(labeling, state),
+                                       rtol=1e-6, atol=1e-7)
+
+
 def test_sweep_refuses_a_delay_longer_than_the_text():
     params = lm.init_params(5, 2, 3, dtype=np.float64)
     with pytest.raises(ValueError, match="larger than the text"):
