@@ -253,7 +253,7 @@ def fit_and_score(setting, X_train, y_train, X_valid, y_valid):
     from sklearn.multiclass import OneVsRestClassifier
 
     kwargs = {k: v for k, v in setting.items() if k != "scheme"}
-    model = LogisticRegression(max_iter=200, tol=1e-3, **kwargs)
+    model = LogisticRegression(max_iter=100, tol=1e-3, **kwargs)
     if setting["scheme"] == "ovr" and len(set(y_train)) > 2:
         model = OneVsRestClassifier(model)
     with warnings.catch_warnings():

@@ -60,9 +60,9 @@ def parse_args(argv=None):
     opt.add_argument("--epochs", type=int, default=None,
                      help="at most this many epochs (39, the authors' setting; --resume keeps the "
                           "interrupted run's value unless this is given)")
-    opt.add_argument("--min-improvement", type=float, default=0.002,
+    opt.add_argument("--min-improvement", type=float, default=0.0,
                      help="stop when an epoch lowers validation perplexity by less than this "
-                          "fraction of the best so far")
+                          "fraction of the best so far (0: stop once it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
     w2v.add_argument("--cbow-window", type=int, default=5)
     w2v.add_argument("--cbow-negative", type=int, default=5)
@@ -127,7 +127,9 @@ def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count
     As in word2vec: words rarer than ``min_count`` are skipped (they keep their initial vectors),
     frequent words are sub-sampled (keep probability (sqrt(f / (s N)) + 1) s N / f), the window is
     shrunk at random to 1..window, negatives are drawn from the unigram distribution to the 3/4,
-    and the learning rate falls linearly from ``lr`` to 0 over all epochs.
+    and the learning rate falls linearly from ``lr`` to 0 over the words read (before sub-sampling)
+    in all epochs. Unlike word2vec, each context vector gets the exact gradient of the mean (word2vec
+    adds the undivided error to each), and windows run across sentence ends (``<eos>`` is a word).
 
     Returns W_in (V, E), the embeddings, on ``xp``, and the loss per epoch (list of floats).
     """
@@ -143,10 +145,10 @@ def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count
     W_in = xp.asarray(rng.uniform(-0.5 / E, 0.5 / E, (V, E)))        # (V, E)
     W_out = xp.zeros((V, E))                                           # (V, E)
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])   # (2w,)
-    steps_total = epochs * math.ceil(total / batch_size)
-    step, losses = 0, []
+    losses = []
     for epoch in range(epochs):
-        words = stream[rng.random(total) < keep_prob[stream]]          # sub-sampled text
+        kept = np.flatnonzero(rng.random(total) < keep_prob[stream])  # positions that survive
+        words = stream[kept]                                           # sub-sampled text
         n = words.size
         loss_sum = 0.0
         bar = tqdm(range(0, n, batch_size), desc=f"cbow epoch {epoch + 1}/{epochs}",
@@ -158,14 +160,14 @@ def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count
             mask = (np.abs(offsets) <= reach[:, None]) & (positions >= 0) & (positions < n)
             contexts = words[np.clip(positions, 0, n - 1)]
             negatives = rng.choice(V, size=(centers.size, negative), p=noise)
-            rate = lr * max(1e-4, 1.0 - step / steps_total)
+            done = (epoch * total + kept[centers[0]]) / (epochs * total)  # words read, as word2vec
+            rate = lr * max(1e-4, 1.0 - done)
             loss, dW_in, dW_out = lm.cbow_loss_and_grads(
                 W_in, W_out, xp.asarray(contexts), xp.asarray(mask, dtype=W_in.dtype),
                 xp.asarray(words[centers]), xp.asarray(negatives))
             W_in -= rate * dW_in
             W_out -= rate * dW_out
             loss_sum += loss
-            step += 1
         losses.append(loss_sum / max(n, 1))
         print(f"cbow epoch {epoch + 1}: loss per word {losses[-1]:.4f}", file=sys.stderr)
     return W_in, losses
@@ -214,6 +216,21 @@ def clip_by_global_norm(grads, max_norm):
     if norm > max_norm:
         for g in grads.values():
             g *= max_norm / norm
+    return norm
+
+
+def sgd_step(params, grads, trainable, lr, num_steps, max_norm):
+    """One SGD step on the paper's cost; returns the gradient norm before clipping.
+
+    The paper's (and its authors' TensorFlow) cost is summed over the T = ``num_steps`` steps and
+    averaged over the B streams: T times the per-token mean that ``lm_loss_and_grads`` returns,
+    so its gradient is T times ours. "lr 1, clip at 5" refer to that cost.
+    """
+    grads = {k: grads[k] * num_steps for k in trainable}
+    norm = clip_by_global_norm(grads, max_norm)
+    if math.isfinite(norm):
+        for k in trainable:
+            params[k] -= lr * grads[k]
     return norm
 
 
@@ -335,14 +352,13 @@ def train(args) -> dict:
                 keep = rng.random((args.batch_size, stop - start, args.hidden_size)) >= args.dropout
                 mask = xp.asarray(keep / (1.0 - args.dropout), dtype=dtype)   # (B, T, H)
                 loss, grads, (h_new, c_new) = lm.lm_loss_and_grads(params, inputs, targets, h, c, mask)
-                grads = {k: grads[k] for k in trainable}
-                norm = clip_by_global_norm(grads, args.max_grad_norm)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
+                norm = (sgd_step(params, grads, trainable, lr, inputs.shape[1], args.max_grad_norm)
+                        if math.isfinite(loss) else math.nan)        # no step on a bad loss
+                if not math.isfinite(norm):
                     raise FloatingPointError(
-                        f"non-finite loss at epoch {epoch + 1}, window {state['window']}: training "
-                        f"stopped; the last good state is in {last_path(args.out)} (try a lower --lr)")
-                for k in trainable:
-                    params[k] -= lr * grads[k]                                # SGD
+                        f"non-finite loss or gradient at epoch {epoch + 1}, window {state['window']}: "
+                        f"training stopped; the last good state is in {last_path(args.out)} "
+                        "(try a lower --lr)")
                 h, c = h_new, c_new
                 state["window"] += 1
                 state["loss_sum"] += loss * inputs.size

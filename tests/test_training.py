@@ -120,7 +120,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
     monkeypatch.setattr(lm, "lm_loss_and_grads", diverging)
     code, out = run(tmp_path, "--epochs", "1", "--save-every", "5")
     assert code == 1
-    assert "non-finite loss at epoch 1, window 6" in capsys.readouterr().err
+    assert "non-finite loss or gradient at epoch 1, window 6" in capsys.readouterr().err
     params, _, meta, _ = lm.load_checkpoint(train.last_path(out))
     assert meta["train"]["window"] == 5                 # the last good save is untouched
     assert all(np.all(np.isfinite(v)) for v in params.values())
@@ -175,6 +175,20 @@ def test_learning_rate_schedule():
     rates = [train.learning_rate(args, epoch) for epoch in range(9)]
     assert rates[:6] == [1.0] * 6
     np.testing.assert_allclose(rates[6:], [0.8, 0.64, 0.512])
+
+
+def test_sgd_step_follows_the_papers_cost_summed_over_steps():
+    """Gradient of sum_t (mean over B) = T x gradient of the per-token mean; then clipped."""
+    params = {"a": np.zeros(2), "embedding": np.zeros(2)}
+    small = {"a": np.array([0.01, 0.0]), "embedding": np.array([1.0, 1.0])}
+    norm = train.sgd_step(params, small, ["a"], lr=1.0, num_steps=50, max_norm=5.0)
+    assert np.isclose(norm, 0.5)                          # 50 x 0.01, below the clip
+    np.testing.assert_allclose(params["a"], [-0.5, 0.0])
+    np.testing.assert_array_equal(params["embedding"], [0.0, 0.0])   # not trainable: frozen
+    norm = train.sgd_step(params, {"a": np.array([0.0, 1.0])}, ["a"], lr=0.5, num_steps=50,
+                          max_norm=5.0)
+    assert np.isclose(norm, 50.0)
+    np.testing.assert_allclose(params["a"], [-0.5, -2.5])           # lr x clipped norm 5
 
 
 def test_gradient_clipping_scales_to_the_max_norm():
