@@ -30,17 +30,21 @@ from tqdm import tqdm
 import corpus as corpora
 import lstm_memory as lm
 
-PROPERTIES = {"sg-pl": (0, "sg", "pl"), "common-proper": (1, "common", "proper")}
-TABLE2_TASKS = [  # row name -> classes, each a set of coarse classes or of (noun) tags
-    ("all", "tags"),
-    ("nouns", "nouns"),
-    ("N-V-Adj-Adv-Pro", ["nouns", "verbs", "adjectives", "adverbs", "pronouns"]),
-    ("N-V", ["nouns", "verbs"]),
-    ("N-Adj", ["nouns", "adjectives"]),
-    ("V-Adv", ["verbs", "adverbs"]),
-    ("sg-pl", "sg-pl"),
-    ("common-proper", "common-proper"),
+PROPERTIES = {  # property -> (word_classes key, class a, class b): d_{a-b} of eq. (2)
+    "sg-pl": ("number", "sg", "pl"),
+    "common-proper": ("type", "common", "proper"),
+}
+TABLE2_TASKS = [  # row -> (word_classes key, the classes of that key it uses; None: all of them)
+    ("all", ("tags", None)),
+    ("nouns", ("noun_tags", None)),
+    ("N-V-Adj-Adv-Pro", ("coarse", ("nouns", "verbs", "adjectives", "adverbs", "pronouns"))),
+    ("N-V", ("coarse", ("nouns", "verbs"))),
+    ("N-Adj", ("coarse", ("nouns", "adjectives"))),
+    ("V-Adv", ("coarse", ("verbs", "adverbs"))),
+    ("sg-pl", ("number", None)),
+    ("common-proper", ("type", None)),
 ]
+MIN_WORD_COUNT = 5   # word types rarer than this in training are in no class (CBOW's min count)
 
 
 def parse_args(argv=None):
@@ -87,42 +91,43 @@ class AnalysisError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 def load_model(path, corpus_cache):
-    """(params, meta, corpus) for a checkpoint, with the corpus it was trained on."""
+    """(params, meta, corpus, word classes) for a checkpoint, with the corpus it was trained on.
+
+    ``corpus_cache`` maps corpus settings to (Corpus, word classes), so that LMs of one corpus
+    share one reading of it.
+    """
     params, vocab, meta, _ = lm.load_checkpoint(path)
     settings = meta.get("settings")
     if not settings:
         raise lm.CheckpointError(f"{path} has no training settings: was it written by train.py?")
     key = (settings["corpus"], settings["vocab_size"], settings["max_train_tokens"], settings["seed"])
     if key not in corpus_cache:
-        corpus_cache[key] = corpora.load_corpus(settings["corpus"], settings["vocab_size"],
-                                                settings["max_train_tokens"], seed=settings["seed"])
-    data = corpus_cache[key]
-    if list(vocab) != list(data.vocab):
-        raise lm.CheckpointError(f"{path} does not match its corpus: the vocabulary of "
-                                 f"{settings['corpus']} with its settings differs from the checkpoint's")
-    return params, meta, data
+        data = corpora.load_corpus(settings["corpus"], settings["vocab_size"],
+                                   settings["max_train_tokens"], seed=settings["seed"])
+        corpus_cache[key] = (data, word_classes(data))
+    data, classes = corpus_cache[key]
+    lm.check_vocab(path, vocab, data.vocab)
+    return params, meta, data, classes
 
 
 def position_labels(data, split, n_tokens):
-    """Class ids per token of ``split``: coarse POS (Table 1) and noun tags; -1 = none."""
-    name = data.name
-    tags = data.tags[split][:n_tokens]
-    noun_tags = list(corpora.NOUN_TAGS[name])
-    pos = np.array([-1 if (cl := corpora.coarse_class(t, name)) is None else cl for t in tags])
-    noun = np.array([noun_tags.index(t) if t in noun_tags else -1 for t in tags])
-    return {"pos": pos, "noun": noun}, {"pos": corpora.COARSE_CLASSES, "noun": noun_tags}
+    """Coarse POS class id of every token of ``split`` (Table 1), -1 = none: (n_tokens,)."""
+    return np.array([-1 if (c := corpora.coarse_class(t, data.name)) is None else c
+                     for t in data.tags[split][:n_tokens]])
 
 
-def word_classes(data, min_count=1):
-    """Each vocabulary word's class for Table 2 and eq. (2): its majority tag in the training split.
+def word_classes(data, min_count=MIN_WORD_COUNT):
+    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority tag in the
+    training split; words seen fewer than ``min_count`` times there are in no class.
 
-    Returns {"tags": [tag per word or None], "coarse": [...], "number": [...], "type": [...]}.
+    Returns {"tags", "noun_tags", "coarse", "number", "type"}: one list over the vocabulary each.
     """
     tags = corpora.majority_tags(data, "train", min_count=min_count)
     noun_tags = corpora.NOUN_TAGS[data.name]
     coarse = [None if t is None else corpora.coarse_class(t, data.name) for t in tags]
     return {
         "tags": tags,
+        "noun_tags": [t if t in noun_tags else None for t in tags],
         "coarse": [None if c is None else corpora.COARSE_CLASSES[c] for c in coarse],
         "number": [noun_tags[t][0] if t in noun_tags else None for t in tags],
         "type": [noun_tags[t][1] if t in noun_tags else None for t in tags],
@@ -144,9 +149,10 @@ def analyse_model(path, params, data, args, xp):
     if n_per_stream <= args.max_delay:
         raise AnalysisError(f"--max-delay {args.max_delay} is larger than the text: the {args.split} "
                             f"split gives {n_per_stream} words per stream ({args.batch_size} streams)")
-    labels, names = position_labels(data, args.split, len(ids))
-    streams = corpora.batchify(ids, args.batch_size)
-    stream_labels = {n: corpora.batchify(lab, args.batch_size) for n, lab in labels.items()}
+    streams = corpora.batchify(ids, args.batch_size)                         # (B, N)
+    stream_labels = {"pos": corpora.batchify(position_labels(data, args.split, len(ids)),
+                                             args.batch_size)}               # (B, N)
+    names = {"pos": corpora.COARSE_CLASSES}
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=os.path.basename(path),
                disable=args.no_progress)
@@ -168,37 +174,31 @@ def spectrum(G_bar, n):
     return {"sigma1": S[:, 0].tolist(), "sum": S.sum(1).tolist(), f"top{n}": S[:, :n].sum(1).tolist()}
 
 
-def model_results(name, params, meta, data, sums, args):
+def model_results(name, params, meta, classes, sums, args):
     """Figure 1, Table 1 and Figure 2 numbers for one LM (optionally in the whitened space)."""
-    embeddings = params["embedding"].astype(np.float64)
+    embeddings = params["embedding"].astype(np.float64)                # (V, E)
     D = lm.whitening(embeddings) if args.whiten else None
-    E = embeddings.shape[1]
-    if args.top_n > E:
-        raise AnalysisError(f"--top-n {args.top_n} is larger than the embedding size {E}")
 
     def in_space(G):
-        return G if D is None else G @ D
+        return G if D is None else lm.whiten_gradient(G, D)
 
     result = {"checkpoint": name, "embeddings": meta["settings"]["embeddings"],
               "valid_ppl": meta["train"].get("best_valid_ppl"),
               "test_ppl": meta["train"].get("test_ppl"), "whitened": bool(args.whiten)}
     result["spectrum"] = {s: spectrum(in_space(sums.mean("all", s)[0]), args.top_n) for s in "ch"}
-    pos_means = in_space(sums.mean("pos", args.state)[:, 0])        # (6, H, E) at tau = 0
+    pos_means = in_space(sums.mean("pos", args.state)[:, 0])          # (6, H, E) at tau = 0
     sigma1 = lm.singular_values(pos_means)[:, 0]
     result["table1"] = {c: {"sigma1": float(s), "normalised": float(s / sigma1.sum()),
                             "count": int(n)}
                         for c, s, n in zip(corpora.COARSE_CLASSES, sigma1, sums.count("pos")[:, 0])}
-    classes = word_classes(data)
-    G_all = in_space(sums.mean("all", args.state)[0])               # (K+1, H, E)
+    G_all = in_space(sums.mean("all", args.state)[0])                 # (K+1, H, E)
     vectors = {}
-    for prop, (_, a, b) in PROPERTIES.items():
-        key = "number" if prop == "sg-pl" else "type"
+    for prop, (key, a, b) in PROPERTIES.items():
         words_a, words_b = words_of(classes, key, a), words_of(classes, key, b)
         if not words_a or not words_b:
             raise AnalysisError(f"property {prop} has no {a if not words_a else b} words")
-        d = lm.property_vector(embeddings, words_a, words_b)        # eq. (2)
-        if D is not None:
-            _, d = lm.whiten(G_all[0], d, D)
+        d = lm.property_vector(embeddings, words_a, words_b)          # eq. (2)
+        d = d if D is None else lm.whiten_vector(d, D)
         vectors[prop] = d
         result.setdefault("figure2", {})[prop] = {
             "m": [lm.relative_memory(G, d) for G in G_all],                     # eq. (5-6)
@@ -214,22 +214,17 @@ def model_results(name, params, meta, data, sums, args):
 # ----------------------------------------------------------------------------------------------
 
 def task_dataset(classes, task, min_words=10):
-    """(word ids, labels) for one row of Table 2 (word types labelled by their majority tag)."""
-    kind = dict(TABLE2_TASKS)[task]
-    if kind == "tags":
-        counts = collections.Counter(t for t in classes["tags"] if t not in (None, corpora.EOS))
-        frequent = {t for t, n in counts.items() if n >= min_words}
-        labels = [t if t in frequent else None for t in classes["tags"]]
-    elif kind == "nouns":
-        labels = [t if n is not None else None for t, n in zip(classes["tags"], classes["number"])]
-    elif kind == "sg-pl":
-        labels = classes["number"]
-    elif kind == "common-proper":
-        labels = classes["type"]
-    else:
-        labels = [c if c in kind else None for c in classes["coarse"]]
-    ids = [i for i, lab in enumerate(labels) if lab is not None]
-    return np.array(ids), np.array([labels[i] for i in ids])
+    """(word ids, labels) for one row of Table 2 (word types labelled by their majority tag).
+
+    "all" keeps the tags that are the majority tag of at least ``min_words`` words.
+    """
+    key, keep = dict(TABLE2_TASKS)[task]
+    labels = classes[key]
+    if keep is None and key == "tags":
+        counts = collections.Counter(t for t in labels if t not in (None, corpora.EOS))
+        keep = {t for t, n in counts.items() if n >= min_words}
+    ids = [i for i, label in enumerate(labels) if label is not None and (keep is None or label in keep)]
+    return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
 
 
 def classifier_grid(seeds):
@@ -284,10 +279,12 @@ def table2(models, seeds, progress=True):
     rows = {}
     for task, _ in tqdm(TABLE2_TASKS, desc="Table 2", leave=False, disable=not progress):
         rows[task] = {}
-        for name, (params, _, data) in models.items():
-            ids, labels = task_dataset(word_classes(data), task)
-            if len(set(labels)) < 2:
-                raise AnalysisError(f"Table 2 row {task!r} has fewer than two classes with words")
+        for name, (params, _, classes, _, _) in models.items():
+            ids, labels = task_dataset(classes, task)
+            counts = collections.Counter(labels)
+            if len(counts) < 2 or min(counts.values()) < 2:
+                raise AnalysisError(f"Table 2 row {task!r} needs two classes of at least two words "
+                                    f"each, and has {dict(counts)}")
             accuracy, setting, sizes = best_validation_accuracy(params["embedding"][ids], labels,
                                                                 seeds)
             rows[task][name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
@@ -383,23 +380,24 @@ def main(argv=None) -> int:
     try:
         xp = lm.get_backend(args.device)
         corpus_cache, models, results, timing = {}, {}, [], {}
-        for path in args.checkpoints:
-            params, meta, data = load_model(path, corpus_cache)
+        for path in args.checkpoints:           # every input checked before the long sweeps
+            params, meta, data, classes = load_model(path, corpus_cache)
             name = os.path.splitext(os.path.basename(path))[0]
             if name in models:
                 raise AnalysisError(f"two checkpoints are named {name}: give them different names")
-            models[name] = (params, meta, data)
             if args.top_n > params["embedding"].shape[1]:
                 raise AnalysisError(f"--top-n {args.top_n} is larger than the embedding size "
                                     f"{params['embedding'].shape[1]} of {path}")
-        for path, (name, (params, meta, data)) in zip(args.checkpoints, models.items()):
+            models[name] = (params, meta, classes, data, path)
+        for name, (params, meta, classes, data, path) in models.items():
             sums, timing[name] = analyse_model(path, params, data, args, xp)
-            results.append(model_results(name, params, meta, data, sums, args))
+            results.append(model_results(name, params, meta, classes, sums, args))
             print(f"{name}: {timing[name]['positions']} positions in {timing[name]['seconds']:.0f} s",
                   file=sys.stderr)
         t2 = table2(models, args.classifier_seeds, progress=not args.no_progress)
         write_outputs(results, t2, args, timing)
-    except (lm.CheckpointError, corpora.CorpusError, AnalysisError, RuntimeError) as error:
+    except (lm.CheckpointError, corpora.CorpusError, AnalysisError, RuntimeError, ValueError,
+            np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote figures, tables and results.json to {args.out_dir}", file=sys.stderr)

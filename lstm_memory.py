@@ -76,12 +76,7 @@ def synchronize(xp) -> None:
 
 def scatter_add_rows(target, rows, values) -> None:
     """target[rows[n]] += values[n] for every n, repeated rows summed (embedding gradients)."""
-    xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, rows, values)
-    else:  # pragma: no cover - GPU only
-        import cupyx
-        cupyx.scatter_add(target, rows, values)
+    get_array_module(target).add.at(target, rows, values)     # cupy.add.at on a GPU
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,6 +448,8 @@ class StateGradientSums:
 
     def mean(self, labeling: str = "all", state: str = "c"):
         """Gbar_k per class (eq. 1): (n_classes, K+1, H, E) as NumPy; NaN where a count is 0."""
+        if state not in ("c", "h"):
+            raise ValueError(f"state must be 'c' or 'h', not {state!r}")
         self.flush()
         start = self.offsets[labeling]
         stop = start + len(self.labelings[labeling])
@@ -591,11 +588,15 @@ def whitening(embeddings):
     return np.linalg.cholesky(cov)
 
 
-def whiten(G_bar, d, D):
-    """Express a gradient (..., H, E) and a property vector (E,) in the whitened embedding space:
-    G -> G D and d -> D^-1 d (renormalised to unit length)."""
+def whiten_gradient(G_bar, D):
+    """A gradient (..., H, E) in the whitened embedding space: G -> G D (so G e = (G D)(D^-1 e))."""
+    return G_bar @ D
+
+
+def whiten_vector(d, D):
+    """A property vector (E,) in the whitened embedding space: d -> D^-1 d, unit length again."""
     d_white = np.linalg.solve(D, d)
-    return G_bar @ D, d_white / np.linalg.norm(d_white)
+    return d_white / np.linalg.norm(d_white)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -629,6 +630,13 @@ def save_checkpoint(path: str, params: dict, vocab, meta: dict, extra: dict | No
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def check_vocab(path: str, checkpoint_vocab, corpus_vocab) -> None:
+    """Refuse a checkpoint whose vocabulary is not the one the corpus and its settings give."""
+    if list(checkpoint_vocab) != list(corpus_vocab):
+        raise CheckpointError(f"{path} does not match the corpus: it was trained with another "
+                              "vocabulary (other corpus, --vocab-size or --max-train-tokens)")
 
 
 def load_checkpoint(path: str):

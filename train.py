@@ -211,8 +211,7 @@ def evaluate(params, ids, batch_size, num_steps):
 
 def clip_by_global_norm(grads, max_norm):
     """Scale all gradients by min(1, max_norm / ||g||), ||g|| over all of them; returns ||g||."""
-    xp = lm.get_array_module(next(iter(grads.values())))
-    norm = float(xp.sqrt(sum(float((g * g).sum()) for g in grads.values())))
+    norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
     if norm > max_norm:
         for g in grads.values():
             g *= max_norm / norm
@@ -266,12 +265,6 @@ def save_state(args, params, vocab, state, extra, path):
     lm.save_checkpoint(path, params, vocab, meta, extra)
 
 
-def check_vocab(path, ckpt_vocab, data_vocab):
-    if list(ckpt_vocab) != list(data_vocab):
-        raise lm.CheckpointError(f"{path} was trained with a different vocabulary than this corpus "
-                                 "gives (other corpus, --vocab-size or --max-train-tokens)")
-
-
 def train(args) -> dict:
     """Train (or resume) one LM; returns the final training state (history, perplexities)."""
     xp = lm.get_backend(args.device)
@@ -292,7 +285,7 @@ def train(args) -> dict:
     data = corpora.load_corpus(args.corpus, args.vocab_size, args.max_train_tokens, seed=args.seed)
     V = len(data.vocab)
     if resumed is not None:
-        check_vocab(resume_from, vocab, data.vocab)
+        lm.check_vocab(resume_from, vocab, data.vocab)
         params = {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}
         state = resumed["train"]
         h, c = xp.asarray(extra["h"], dtype=dtype), xp.asarray(extra["c"], dtype=dtype)

@@ -13,7 +13,7 @@ import lstm_memory as lm
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
+SMALL = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
          "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1", "--epochs", "3"]
 
 
@@ -29,7 +29,7 @@ def checkpoints(tmp_path_factory):
 
 
 def analyse(checkpoints, out_dir, *extra):
-    return analyze.main(["--checkpoints", *checkpoints, "--out-dir", str(out_dir), "--max-delay",
+    return analyze.main(["--device", "cpu", "--checkpoints", *checkpoints, "--out-dir", str(out_dir), "--max-delay",
                          "6", "--no-progress", "--classifier-seeds", "1", *extra])
 
 
@@ -48,8 +48,7 @@ def test_analysis_writes_every_result(checkpoints, tmp_path):
             spectrum = model["spectrum"][state]
             assert len(spectrum["sigma1"]) == 7
             assert all(0 < s1 <= total for s1, total in zip(spectrum["sigma1"], spectrum["sum"]))
-        normalised = [row["normalised"] for row in model["table1"].values()]
-        assert np.isclose(sum(normalised), 1.0)
+        assert all(row["count"] > 0 and row["sigma1"] > 0 for row in model["table1"].values())
         for prop in ("sg-pl", "common-proper"):
             assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["m"])
             assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["cos_H5"])
@@ -58,7 +57,8 @@ def test_analysis_writes_every_result(checkpoints, tmp_path):
 
 
 def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
-    """Figure 1's sigma_1 at tau = 0 is the SVD of the plain per-position average of G_{t,0}."""
+    """Figure 1's sigma_1 is the SVD of the sweep's average (plumbing: the sweep itself is tested
+    against brute force in test_state_gradients), and Table 1 counts follow the gold tags."""
     assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "400", "--batch-size", "4") == 0
     results = json.loads((tmp_path / "results.json").read_text())
     params, _, meta, _ = lm.load_checkpoint(checkpoints[0])
@@ -68,6 +68,25 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
                                     streams, {}, {}, K=6)
     expected = lm.singular_values(sums.mean("all", "c")[0])[:, 0]
     np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
+    tags = corpora.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
+    for name, row in results["models"][0]["table1"].items():
+        expected_count = sum(corpora.coarse_class(t, "generated") == corpora.COARSE_CLASSES.index(name)
+                             for t in tags.ravel())
+        assert row["count"] == expected_count, name
+
+
+def test_table2_word_classes_follow_majority_tags():
+    data = corpora.load_corpus("generated")
+    classes = analyze.word_classes(data)
+    index = data.word_to_id
+    ids, labels = analyze.task_dataset(classes, "sg-pl")
+    by_word = dict(zip((data.vocab[i] for i in ids), labels))
+    assert by_word["cats"] == "pl" and by_word["cat"] == "sg" and by_word["john"] == "sg"
+    assert "sees" not in by_word and "the" not in by_word
+    ids, labels = analyze.task_dataset(classes, "N-V")
+    assert dict(zip(ids, labels))[index["sees"]] == "verbs"
+    ids, labels = analyze.task_dataset(classes, "all", min_words=5)
+    assert set(labels) == {"NN", "NNS", "NP", "JJ", "VBZ", "VBP"}      # tags of >= 5 word types
 
 
 def test_whitened_analysis_runs(checkpoints, tmp_path):
@@ -93,7 +112,7 @@ def test_foreign_and_mismatched_checkpoints_are_refused(checkpoints, tmp_path, c
     mismatched = str(tmp_path / "mismatched.npz")
     lm.save_checkpoint(mismatched, params, vocab, meta, extra)
     assert analyse([mismatched], tmp_path) == 1
-    assert "does not match its corpus" in capsys.readouterr().err
+    assert "does not match the corpus" in capsys.readouterr().err
     assert analyse([str(tmp_path / "missing.npz")], tmp_path) == 1
     assert "does not exist" in capsys.readouterr().err
 

@@ -170,5 +170,33 @@ def test_whitening_leaves_the_map_from_embeddings_to_state_unchanged(args):
     D = lm.whitening(emb)
     white = np.linalg.solve(D, (emb - emb.mean(0)).T).T               # D^-1 e
     np.testing.assert_allclose(np.cov(white.T), np.eye(E), atol=1e-8)
-    G_white, _ = lm.whiten(G, emb[0] / np.linalg.norm(emb[0]), D)
-    np.testing.assert_allclose(G_white @ np.linalg.solve(D, emb.T), G @ emb.T, atol=1e-8)
+    np.testing.assert_allclose(lm.whiten_gradient(G, D) @ np.linalg.solve(D, emb.T), G @ emb.T,
+                               atol=1e-8)
+    # the whitened d is the difference of the whitened class means, unit length
+    a, b = [0, 1, 2], [3, 4]
+    d_white = lm.whiten_vector(lm.property_vector(emb, a, b), D)
+    np.testing.assert_allclose(d_white, lm.property_vector(white, a, b), atol=1e-8)
+
+
+@pytest.mark.skipif(not lm.gpu_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_backend_matches_numpy():
+    import cupy
+    rng = np.random.default_rng(7)
+    params = lm.init_params(13, 4, 6, seed=7, scale=0.5, dtype=np.float64)
+    params["b"] += rng.normal(0, 0.5, 24)
+    streams = rng.integers(0, 13, (3, 12))
+    labels = {"tag": rng.integers(-1, 2, (3, 12))}
+    on_gpu = {k: cupy.asarray(v) for k, v in params.items()}
+    cpu = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=4)
+    gpu = lm.sweep_state_gradients(on_gpu, streams, labels, {"tag": ["a", "b"]}, K=4)
+    for state in "ch":
+        np.testing.assert_allclose(gpu.mean("tag", state), cpu.mean("tag", state), rtol=1e-6)
+    h0 = rng.normal(size=(3, 6))
+    inputs, targets = streams[:, :5], streams[:, 1:6]
+    loss, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h0, h0)
+    loss_gpu, grads_gpu, _ = lm.lm_loss_and_grads(on_gpu, cupy.asarray(inputs),
+                                                  cupy.asarray(targets), cupy.asarray(h0),
+                                                  cupy.asarray(h0))
+    assert np.isclose(loss, loss_gpu)
+    for name in grads:
+        np.testing.assert_allclose(lm.to_numpy(grads_gpu[name]), grads[name], rtol=1e-6, atol=1e-9)
