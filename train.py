@@ -61,8 +61,9 @@ def parse_args(argv=None):
                      help="at most this many epochs (39, the authors' setting; --resume keeps the "
                           "interrupted run's value unless this is given)")
     opt.add_argument("--min-improvement", type=float, default=0.0,
-                     help="stop when an epoch lowers validation perplexity by less than this "
-                          "fraction of the best so far (0: stop once it no longer improves)")
+                     help="after the first --decay-after epochs, stop when an epoch lowers validation "
+                          "perplexity by less than this fraction of the best so far (0: stop once "
+                          "it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
     w2v.add_argument("--cbow-window", type=int, default=5)
     w2v.add_argument("--cbow-negative", type=int, default=5)
@@ -382,7 +383,9 @@ def train(args) -> dict:
             print(f"epoch {epoch + 1}: lr {lr:.4g}  train ppl {train_ppl:.2f}  "
                   f"valid ppl {valid_ppl:.2f}", file=sys.stderr)
             best = state["best_valid_ppl"]
-            improved = best is None or valid_ppl < best * (1.0 - args.min_improvement)
+            # no stopping while the learning rate is still at its start: the decay brings the gains
+            improved = (best is None or epoch + 1 <= args.decay_after
+                        or valid_ppl < best * (1.0 - args.min_improvement))
             if best is None or valid_ppl < best:
                 state["best_valid_ppl"] = valid_ppl
                 save_state(args, params, data.vocab, {"train": state, "machine": machine},

@@ -170,6 +170,17 @@ def test_help_and_impossible_options():
     assert bad.returncode == 2 and "--dropout must be in [0, 1)" in bad.stderr
 
 
+def test_no_early_stop_before_the_learning_rate_decays(tmp_path, monkeypatch):
+    """A validation blip in the constant-lr epochs must not end training (the cbow LM's epoch 6)."""
+    scores = iter([50.0, 60.0, 40.0, 45.0, 44.0])
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(scores, 1.0))
+    code, out = run(tmp_path, "--epochs", "5", "--decay-after", "2")
+    _, _, meta, _ = lm.load_checkpoint(out)
+    history = [h["valid_ppl"] for h in meta["train"]["history"]]
+    assert history == [50.0, 60.0, 40.0, 45.0]           # epoch 2 worse: goes on; epoch 4: stops
+    assert meta["train"]["best_valid_ppl"] == 40.0
+
+
 def test_learning_rate_schedule():
     args = train.parse_args([])
     rates = [train.learning_rate(args, epoch) for epoch in range(9)]
