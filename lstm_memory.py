@@ -361,7 +361,7 @@ def fold_gates(cache, W):
 
 
 def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
-    """Advance the tangents of all delays by one time step (the GUIDE's forward-mode recurrence).
+    """Advance the tangents of all delays by one time step (the forward-mode recurrence).
 
     Equations, for every delay k = 0..K at once (Jc_{t-1,-1} = 0):
         dz = W_x                      (k = 0)

@@ -419,6 +419,10 @@ def main(argv=None) -> int:
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:     # outside the SGD loop (CBOW, final evaluation)
+        print("interrupted outside the training loop; checkpoints written so far are kept",
+              file=sys.stderr)
+        return 130
     if state.get("finished"):
         print(json.dumps({k: state[k] for k in ("best_valid_ppl", "test_ppl", "train_seconds")}))
     return 0
