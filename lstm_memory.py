@@ -403,8 +403,9 @@ class StateGradientSums:
     """Streaming sums and counts of G_{t,k} over all positions and per class of the word at t-k.
 
     Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
-    all labelings ([c; h] stacked on the state axis as in ``state_gradient_step``), plus a float32
-    buffer of the same size that collects one window before it is added to the float64 sums.
+    all labelings ([c; h] stacked on the state axis as in ``state_gradient_step``), plus two float32
+    buffers of the same size: one step's class sums, and the window that collects them before they
+    are added to the float64 sums.
 
     Labelings are int arrays over the stream positions, -1 meaning "in no class"; one labeling
     "all" (every position in class 0) is always there, so that ``mean('all')`` is eq. (1)'s Gbar.
@@ -420,6 +421,7 @@ class StateGradientSums:
         self.xp, self.H = xp, H
         self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)
         self.window = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float32)
+        self.step = xp.empty((K + 1, C, 2 * H * E), dtype=np.float32)   # one step's class sums
         self.counts = np.zeros((K + 1, C), dtype=np.int64)
 
     def add(self, J, labels_at_source):
@@ -437,7 +439,8 @@ class StateGradientSums:
             weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
         self.counts += weights.sum(axis=2).astype(np.int64)
         by_delay = J.transpose(1, 0, 2, 3).reshape(K1, B, -1)             # (K+1, B, 2HE), a view
-        self.window += (self.xp.asarray(weights) @ by_delay).reshape(self.window.shape)
+        self.xp.matmul(self.xp.asarray(weights), by_delay, out=self.step)  # (K+1, C, 2HE)
+        self.window += self.step.reshape(self.window.shape)
 
     def flush(self):
         """Move the float32 window buffer into the float64 sums (call once per window)."""
