@@ -212,7 +212,7 @@ def evaluate(params, ids, batch_size, num_steps):
 
 def clip_by_global_norm(grads, max_norm):
     """Scale all gradients by min(1, max_norm / ||g||), ||g|| over all of them; returns ||g||."""
-    norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    norm = math.sqrt(sum(float(g.ravel() @ g.ravel()) for g in grads.values()))
     if norm > max_norm:
         for g in grads.values():
             g *= max_norm / norm
@@ -226,7 +226,9 @@ def sgd_step(params, grads, trainable, lr, num_steps, max_norm):
     averaged over the B streams: T times the per-token mean that ``lm_loss_and_grads`` returns,
     so its gradient is T times ours. "lr 1, clip at 5" refer to that cost.
     """
-    grads = {k: grads[k] * num_steps for k in trainable}
+    grads = {k: grads[k] for k in trainable}
+    for g in grads.values():
+        g *= num_steps                              # in place: the arrays are this step's own
     norm = clip_by_global_norm(grads, max_norm)
     if math.isfinite(norm):
         for k in trainable:

@@ -41,9 +41,7 @@ def bench_train(xp, args):
 
     def step():
         _, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h, h, mask)
-        train.clip_by_global_norm(grads, 5.0)
-        for k in params:
-            params[k] -= 0.1 * grads[k]
+        train.sgd_step(params, grads, list(params), 0.1, T, 5.0)     # as train.py does
 
     step()                                                    # warm-up
     seconds = timed(xp, step, args.repeats)
