@@ -12,7 +12,6 @@ Everything the two scripts need to turn tagged text into word ids and class labe
 from __future__ import annotations
 
 import collections
-import os
 from dataclasses import dataclass, field
 
 import numpy as np

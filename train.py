@@ -402,7 +402,7 @@ def train(args) -> dict:
             save_last()
 
     # the end: test perplexity of the best model, recorded in both checkpoints
-    best_params, _, best_meta, _ = lm.load_checkpoint(args.out)
+    best_params = lm.load_checkpoint(args.out)[0]
     best_params = {k: xp.asarray(v, dtype=dtype) for k, v in best_params.items()}
     state["test_ppl"] = evaluate(best_params, data.ids["test"], args.batch_size, args.num_steps)
     state["finished"] = True
