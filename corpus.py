@@ -50,7 +50,8 @@ def normalize_tag(tag: str, corpus: str) -> str:
 def coarse_class(tag: str, corpus: str):
     """Index into COARSE_CLASSES for a normalized tag, or None (determiners, punctuation, ...).
 
-    Brown: pronouns PP*; nouns NN, NNS, NP, NPS; verbs VB* and the BE*/HV*/DO* forms; adjectives JJ*;
+    Brown: pronouns PP* (but not PP$$, "mine": no tag ending in $$ is in a class); nouns NN, NNS,
+    NP, NPS; verbs VB* and the BE*/HV*/DO* forms; adjectives JJ*;
     adverbs RB*; conj./prep. CC, CS, IN. Treebank: PRP, PRP$; NN, NNS, NNP, NNPS; VB*; JJ*; RB*;
     CC, IN. Compound tags (Brown's ``PPS+BEZ``) are in no class.
     """
