@@ -279,14 +279,14 @@ def table2(models, seeds, progress=True):
     rows = {}
     for task, _ in tqdm(TABLE2_TASKS, desc="Table 2", leave=False, disable=not progress):
         rows[task] = {}
-        for name, (params, _, classes, _, _) in models.items():
-            ids, labels = task_dataset(classes, task)
+        for name, model in models.items():
+            ids, labels = task_dataset(model["classes"], task)
             counts = collections.Counter(labels)
             if len(counts) < 2 or min(counts.values()) < 2:
                 raise AnalysisError(f"Table 2 row {task!r} needs two classes of at least two words "
                                     f"each, and has {dict(counts)}")
-            accuracy, setting, sizes = best_validation_accuracy(params["embedding"][ids], labels,
-                                                                seeds)
+            accuracy, setting, sizes = best_validation_accuracy(model["params"]["embedding"][ids],
+                                                                labels, seeds)
             rows[task][name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
                                 "words": [int(s) for s in sizes], "best": setting}
     return rows
@@ -388,10 +388,10 @@ def main(argv=None) -> int:
             if args.top_n > params["embedding"].shape[1]:
                 raise AnalysisError(f"--top-n {args.top_n} is larger than the embedding size "
                                     f"{params['embedding'].shape[1]} of {path}")
-            models[name] = (params, meta, classes, data, path)
-        for name, (params, meta, classes, data, path) in models.items():
-            sums, timing[name] = analyse_model(path, params, data, args, xp)
-            results.append(model_results(name, params, meta, classes, sums, args))
+            models[name] = dict(path=path, params=params, meta=meta, data=data, classes=classes)
+        for name, m in models.items():
+            sums, timing[name] = analyse_model(m["path"], m["params"], m["data"], args, xp)
+            results.append(model_results(name, m["params"], m["meta"], m["classes"], sums, args))
             print(f"{name}: {timing[name]['positions']} positions in {timing[name]['seconds']:.0f} s",
                   file=sys.stderr)
         t2 = table2(models, args.classifier_seeds, progress=not args.no_progress)

@@ -27,8 +27,9 @@ import lstm_memory as lm
 
 FORMAT = "lstm-memory-lm/1"
 # settings that define the model and its data: fixed at the start, restored by --resume
-MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", "embedding_size", "hidden_size",
-                  "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
+MAX_EPOCHS = 39      # the authors' configuration
+MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", "embedding_size",
+                  "hidden_size", "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
                   "decay_after", "max_grad_norm", "init_scale", "min_improvement", "dtype",
                   "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
                   "cbow_epochs", "cbow_lr")
@@ -58,8 +59,8 @@ def parse_args(argv=None):
     opt.add_argument("--lr-decay", type=float, default=0.8, help="factor per epoch after that")
     opt.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip")
     opt.add_argument("--epochs", type=int, default=None,
-                     help="at most this many epochs (39, the authors' setting; --resume keeps the "
-                          "interrupted run's value unless this is given)")
+                     help=f"at most this many epochs ({MAX_EPOCHS}, the authors' setting; --resume "
+                          "keeps the interrupted run's value unless this is given)")
     opt.add_argument("--min-improvement", type=float, default=0.0,
                      help="after the first --decay-after epochs, stop when an epoch lowers validation "
                           "perplexity by less than this fraction of the best so far (0: stop once "
@@ -271,7 +272,7 @@ def save_state(args, params, vocab, state, extra, path):
 def train(args) -> dict:
     """Train (or resume) one LM; returns the final training state (history, perplexities)."""
     xp = lm.get_backend(args.device)
-    args.epochs = args.epochs or (None if args.resume else 39)
+    args.epochs = args.epochs or (None if args.resume else MAX_EPOCHS)
     dtype = np.dtype(args.dtype)
     resume_from = last_path(args.out)
     resumed = None
