@@ -2,6 +2,7 @@
 
     python analyze.py                                  # checkpoints/joint.npz and checkpoints/cbow.npz
     python analyze.py --checkpoints a.npz b.npz --max-tokens 20000 --out-dir /tmp/results
+    python analyze.py --checkpoints ud.npz --classes my_classes.txt --property Tense=Past:Tense=Pres
 
 Reads the evaluation text with each LM while carrying forward-mode state gradients for every delay
 0..K (lstm_memory.sweep_state_gradients), then writes to --out-dir:
@@ -9,8 +10,14 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
   figure1.png/.pdf   sigma_1 and sum of singular values of Gbar_tau against delay tau (paper Fig. 1)
   table1.md/.csv     sigma_1 at tau = 0 per part of speech, normalised in brackets (Table 1)
   table2.md/.csv     accuracy of logistic regression predicting POS classes from embeddings (Table 2)
-  figure2.png/.pdf   relative memory m and cos(d, H_n) for sg-pl and common-proper (Figure 2)
+  figure2.png/.pdf   relative memory m and cos(d, H_n) for each property, e.g. sg-pl (Figure 2)
+  response.png/.pdf  |Gbar_tau (mean_a - mean_b)| for each property: Figure 2 before normalising d
+  frequency.png/.pdf sigma_1 against delay for words of a few frequency bins
   results.json       every number behind them
+
+With --state both, the figures show the cell state c and the hidden state h side by side. The
+classes (Table 1) and properties (Figure 2) come from the corpus kind's built-in scheme
+(corpus.SCHEMES) or from --classes FILE.
 """
 from __future__ import annotations
 
@@ -30,21 +37,14 @@ from tqdm import tqdm
 import corpus as corpora
 import lstm_memory as lm
 
-PROPERTIES = {  # property -> (word_classes key, class a, class b): d_{a-b} of eq. (2)
-    "sg-pl": ("number", "sg", "pl"),
-    "common-proper": ("type", "common", "proper"),
-}
-TABLE2_TASKS = [  # row -> (word_classes key, the classes of that key it uses; None: all of them)
-    ("all", ("tags", None)),
-    ("nouns", ("noun_tags", None)),
-    ("N-V-Adj-Adv-Pro", ("coarse", ("nouns", "verbs", "adjectives", "adverbs", "pronouns"))),
-    ("N-V", ("coarse", ("nouns", "verbs"))),
-    ("N-Adj", ("coarse", ("nouns", "adjectives"))),
-    ("V-Adv", ("coarse", ("verbs", "adverbs"))),
-    ("sg-pl", ("number", None)),
-    ("common-proper", ("type", None)),
+POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of their classes
+    ("N-V-Adj-Adv-Pro", ("nouns", "verbs", "adjectives", "adverbs", "pronouns")),
+    ("N-V", ("nouns", "verbs")),
+    ("N-Adj", ("nouns", "adjectives")),
+    ("V-Adv", ("verbs", "adverbs")),
 ]
 MIN_WORD_COUNT = 5   # word types rarer than this in training are in no class (CBOW's min count)
+STATES = {"c": ("c",), "h": ("h",), "both": ("c", "h")}
 
 
 def parse_args(argv=None):
@@ -52,12 +52,26 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoints", nargs="+",
                    default=["checkpoints/joint.npz", "checkpoints/cbow.npz"],
-                   help="LM checkpoints written by train.py (one column/colour each)")
+                   help="LM checkpoints written by train.py (one colour/panel each; they may differ "
+                        "in --hidden-size: add --whiten to compare their singular values)")
     p.add_argument("--split", default="valid", choices=corpora.SPLITS, help="evaluation text")
     p.add_argument("--max-delay", type=int, default=30, help="K: delays 0..K")
-    p.add_argument("--state", default="c", choices=("c", "h"),
-                   help="c: LSTM cell state (the paper's); h: hidden state (its future work)")
+    p.add_argument("--state", default="c", choices=tuple(STATES),
+                   help="c: LSTM cell state (the paper's); h: hidden state (its future work); "
+                        "both: c and h side by side")
     p.add_argument("--top-n", type=int, default=5, help="n of cos(d, H_n) in Figure 2")
+    p.add_argument("--average", default="all", choices=("all", "class"),
+                   help="Figure 2's Gbar_tau: over all positions (eq. 1, the paper's) or over the "
+                        "positions whose word at t - tau is of the property's two classes "
+                        "(results.json has both)")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class file (format: README, 'Classes of your own') instead of the "
+                        "corpus kind's built-in classes")
+    p.add_argument("--property", action="append", default=[], metavar="A:B",
+                   help="one more property d_{A-B} for Figure 2: two classes of the scheme or "
+                        "CoNLL-U features, e.g. Tense=Past:Tense=Pres (repeatable)")
+    p.add_argument("--frequency-bins", type=int, nargs="+", default=[100, 1000, 5000],
+                   metavar="RANK", help="frequency-rank edges of the word bins of frequency.png")
     p.add_argument("--max-tokens", type=int, default=None, help="analyse the first N tokens only")
     p.add_argument("--batch-size", type=int, default=20, help="parallel streams of the text")
     p.add_argument("--whiten", action="store_true",
@@ -79,6 +93,11 @@ def parse_args(argv=None):
         p.error("--max-tokens must be at least 1")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if any(b < 1 for b in args.frequency_bins) or args.frequency_bins != sorted(set(args.frequency_bins)):
+        p.error("--frequency-bins must be increasing ranks of at least 1")
+    for prop in args.property:
+        if prop.count(":") != 1 or not all(prop.split(":")):
+            p.error(f"--property {prop}: write two classes or features as A:B")
     return args
 
 
@@ -87,84 +106,133 @@ class AnalysisError(Exception):
 
 
 # ----------------------------------------------------------------------------------------------
-# Inputs: checkpoints, the corpus they were trained on, word classes
+# Inputs: checkpoints, the corpus they were trained on, class schemes, word classes
 # ----------------------------------------------------------------------------------------------
 
 def load_model(path, corpus_cache):
-    """(params, meta, corpus, word classes) for a checkpoint, with the corpus it was trained on.
+    """(params, meta, corpus) for a checkpoint, with the corpus it was trained on.
 
-    ``corpus_cache`` maps corpus settings to (Corpus, word classes), so that LMs of one corpus
-    share one reading of it.
+    ``corpus_cache`` maps corpus settings to the Corpus, so that LMs of one corpus share one
+    reading of it.
     """
     params, vocab, meta, _ = lm.load_checkpoint(path)
     settings = meta.get("settings")
     if not settings:
         raise lm.CheckpointError(f"{path} has no training settings: was it written by train.py?")
-    key = (settings["corpus"], settings["vocab_size"], settings["max_train_tokens"], settings["seed"])
+    key = json.dumps({k: settings.get(k) for k in ("corpus", "vocab_size", "max_train_tokens", "seed",
+                                                   *corpora.CORPUS_OPTIONS)}, sort_keys=True)
     if key not in corpus_cache:
-        data = corpora.load_corpus(settings["corpus"], settings["vocab_size"],
-                                   settings["max_train_tokens"], seed=settings["seed"])
-        corpus_cache[key] = (data, word_classes(data))
-    data, classes = corpus_cache[key]
+        corpus_cache[key] = corpora.load_corpus_of(settings)
+    data = corpus_cache[key]
     lm.check_vocab(path, vocab, data.vocab)
-    return params, meta, data, classes
+    return params, meta, data
 
 
-def position_labels(data, split, n_tokens):
-    """Coarse POS class id of every token of ``split`` (Table 1), -1 = none: (n_tokens,)."""
-    return np.array([-1 if (c := corpora.coarse_class(t, data.name)) is None else c
-                     for t in data.tags[split][:n_tokens]])
+def load_scheme(args, data):
+    """The class scheme for ``data``: --classes FILE or the built-in one, plus --property pairs."""
+    if args.classes:
+        scheme = corpora.read_scheme(args.classes)
+        corpora.check_tags_exist(scheme, data.tags["train"])
+    else:
+        scheme = corpora.builtin_scheme(data.scheme)
+    for prop in args.property:
+        sides = []
+        for side in prop.split(":"):
+            if side not in scheme.classes and side.count("=") != 1:
+                raise AnalysisError(f"--property {prop}: {side!r} is neither a class of "
+                                    f"{scheme.source} nor a Feature=Value")
+            sides.append(scheme.classes.get(side) or
+                         corpora.WordClass(side, ("*",), (), frozenset([side]), f"--property {prop}"))
+        scheme.properties[prop] = tuple(sides)
+    return scheme
 
 
-def word_classes(data, min_count=MIN_WORD_COUNT):
-    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority tag in the
-    training split; words seen fewer than ``min_count`` times there are in no class.
+def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
+    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority (tag, features)
+    in the training split; words seen fewer than ``min_count`` times there are in no class.
 
-    Returns {"tags", "noun_tags", "coarse", "number", "type"}: one list over the vocabulary each.
+    Returns {"tags", "noun_tags", "pos", and one key per property}: one list over the vocabulary
+    each (a tag or class name, or None). A word that fits both sides of a property is in the first.
     """
-    tags = corpora.majority_tags(data, "train", min_count=min_count)
-    noun_tags = corpora.NOUN_TAGS[data.name]
-    coarse = [None if t is None else corpora.coarse_class(t, data.name) for t in tags]
-    return {
-        "tags": tags,
-        "noun_tags": [t if t in noun_tags else None for t in tags],
-        "coarse": [None if c is None else corpora.COARSE_CLASSES[c] for c in coarse],
-        "number": [noun_tags[t][0] if t in noun_tags else None for t in tags],
-        "type": [noun_tags[t][1] if t in noun_tags else None for t in tags],
-    }
+    analyses = corpora.majority_analyses(data, "train", min_count=min_count)
+    names = list(scheme.pos)
+    pos = [None if a is None or scheme.pos_index(*a) < 0 else names[scheme.pos_index(*a)]
+           for a in analyses]
+    classes = {"tags": [None if a is None else a[0] for a in analyses], "pos": pos,
+               "noun_tags": [a[0] if p == "nouns" else None for a, p in zip(analyses, pos)]}
+    for prop, sides in scheme.properties.items():
+        classes[prop] = [None if a is None else next((c.name for c in sides if c.matches(*a)), None)
+                         for a in analyses]
+    return classes
 
 
-def words_of(classes, key, value):
-    return [i for i, c in enumerate(classes[key]) if c == value]
+def usable_properties(scheme, word_classes_of_models, asked=()):
+    """The properties whose two sides have words in every LM's vocabulary. An empty side of a
+    user's class file or of a property ``asked`` for (--property) is an error naming its line; a
+    built-in property without words (a corpus with no Number features, say) is left out with a
+    note."""
+    usable = []
+    for prop, sides in scheme.properties.items():
+        empty = [c for c in sides
+                 if any(c.name not in classes[prop] for classes in word_classes_of_models)]
+        if not empty:
+            usable.append(prop)
+        elif scheme.user_file or prop in asked:
+            raise AnalysisError(f"{empty[0].where}: class {empty[0].name!r} of property {prop!r} has "
+                                f"no word seen {MIN_WORD_COUNT} times in training")
+        else:
+            print(f"note: property {prop} left out: class {empty[0].name} has no word in this "
+                  f"corpus", file=sys.stderr)
+    return usable
+
+
+def frequency_bins(vocab, edges):
+    """Names and (V,) bin ids of the frequency-rank bins (the vocabulary is ranked by training
+    frequency); <unk> and <eos> are in no bin (-1)."""
+    n_words = len(vocab) - 1                                    # <unk> is last
+    edges = [0] + [e for e in edges if e < n_words] + [n_words]
+    names = [f"rank {lo + 1}-{hi}" for lo, hi in zip(edges, edges[1:])]
+    bins = np.searchsorted(edges, np.arange(len(vocab)), side="right") - 1
+    bins[[i for i, w in enumerate(vocab) if w in (corpora.UNK, corpora.EOS)]] = -1
+    return names, bins
 
 
 # ----------------------------------------------------------------------------------------------
 # The sweep and the singular values
 # ----------------------------------------------------------------------------------------------
 
-def analyse_model(path, params, data, args, xp):
-    """Run the forward-mode sweep for one LM; returns the per-delay and per-class averages."""
+def analyse_model(model, scheme, properties, args, xp):
+    """Run the forward-mode sweep for one LM; returns the per-delay and per-class averages
+    (labelings "pos": Table 1's classes, "freq": frequency bins, and one per property: the
+    tokens of either of its classes) and the timing."""
+    data = model["data"]
     ids = data.ids[args.split][:args.max_tokens]
     n_per_stream = len(ids) // args.batch_size
     if n_per_stream <= args.max_delay:
         raise AnalysisError(f"--max-delay {args.max_delay} is larger than the text: the {args.split} "
                             f"split gives {n_per_stream} words per stream ({args.batch_size} streams)")
+    pos = scheme.pos_labels(data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)])
+    bin_names, bins = frequency_bins(data.vocab, args.frequency_bins)
     streams = corpora.batchify(ids, args.batch_size)                         # (B, N)
-    stream_labels = {"pos": corpora.batchify(position_labels(data, args.split, len(ids)),
-                                             args.batch_size)}               # (B, N)
-    names = {"pos": corpora.COARSE_CLASSES}
-    on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in params.items()}
-    bar = tqdm(total=streams.size, unit="pos", desc=os.path.basename(path),
-               disable=args.no_progress)
+    labels = {"pos": corpora.batchify(pos, args.batch_size),                  # (B, N)
+              "freq": bins[streams]}                                          # (B, N)
+    names = {"pos": list(scheme.pos), "freq": bin_names}
+    for prop in properties:
+        sides = corpora.token_labels(scheme.properties[prop], data.tags[args.split][:len(ids)],
+                                     data.feats[args.split][:len(ids)])
+        labels[prop] = corpora.batchify(np.minimum(sides, 0), args.batch_size)  # (B, N) 0 or -1
+        names[prop] = [prop]
+    on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model["params"].items()}
+    bar = tqdm(total=streams.size, unit="pos", desc=model["name"], disable=args.no_progress)
     clock = time.perf_counter()
-    sums = lm.sweep_state_gradients(on_device, streams, stream_labels, names, args.max_delay,
+    sums = lm.sweep_state_gradients(on_device, streams, labels, names, args.max_delay,
                                     progress=bar.update, workers=args.workers)
     lm.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
-    empty = [c for c, n in zip(corpora.COARSE_CLASSES, sums.count("pos")[:, 0]) if n == 0]
+    empty = [c for c, n in zip(scheme.pos.values(), sums.count("pos")[:, 0]) if n == 0]
     if empty:
-        raise AnalysisError(f"no word of class {', '.join(empty)} in the analysed text")
+        raise AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the analysed text")
     return sums, {"positions": int(streams.size), "seconds": seconds}
 
 
@@ -174,54 +242,98 @@ def spectrum(G_bar, n):
     return {"sigma1": S[:, 0].tolist(), "sum": S.sum(1).tolist(), f"top{n}": S[:, :n].sum(1).tolist()}
 
 
-def model_results(name, params, meta, classes, sums, args):
-    """Figure 1, Table 1 and Figure 2 numbers for one LM (optionally in the whitened space)."""
-    embeddings = params["embedding"].astype(np.float64)                # (V, E)
+def memory_curves(G_bar, d, length, n):
+    """r (eq. 5), m (eq. 6) and cos(d, H_n) (eq. 3-4) of a unit property vector d at every delay,
+    and r_abs = r * length = |Gbar (mean_a - mean_b)| for the difference before eq. (2) scales it
+    to unit length: how far the state moves, tau steps later, when a word of class b is swapped
+    for one of class a. G_bar (K+1, H, E); None at delays without positions (a NaN mean)."""
+    curves = {"r": [], "r_abs": [], "m": [], f"cos_H{n}": []}
+    for G in G_bar:
+        defined = not np.isnan(G).any()
+        curves["r"].append(float(np.linalg.norm(G @ d)) if defined else None)
+        curves["r_abs"].append(float(length * np.linalg.norm(G @ d)) if defined else None)
+        curves["m"].append(lm.relative_memory(G, d) if defined else None)
+        curves[f"cos_H{n}"].append(lm.subspace_cosine(G, d, n) if defined else None)
+    return curves
+
+
+def model_results(model, scheme, properties, sums, args):
+    """Figure 1, Table 1, Figure 2 and frequency-bin numbers for one LM, for each state of
+    --state (optionally in the whitened embedding space)."""
+    embeddings = model["params"]["embedding"].astype(np.float64)      # (V, E)
     D = lm.whitening(embeddings) if args.whiten else None
 
     def in_space(G):
         return G if D is None else lm.whiten_gradient(G, D)
 
-    result = {"checkpoint": name, "embeddings": meta["settings"]["embeddings"],
-              "valid_ppl": meta["train"].get("best_valid_ppl"),
-              "test_ppl": meta["train"].get("test_ppl"), "whitened": bool(args.whiten)}
-    result["spectrum"] = {s: spectrum(in_space(sums.mean("all", s)[0]), args.top_n) for s in "ch"}
-    pos_means = in_space(sums.mean("pos", args.state)[:, 0])          # (6, H, E) at tau = 0
-    sigma1 = lm.singular_values(pos_means)[:, 0]
-    result["table1"] = {c: {"sigma1": float(s), "normalised": float(s / sigma1.sum()),
-                            "count": int(n)}
-                        for c, s, n in zip(corpora.COARSE_CLASSES, sigma1, sums.count("pos")[:, 0])}
-    G_all = in_space(sums.mean("all", args.state)[0])                 # (K+1, H, E)
+    settings, train = model["meta"]["settings"], model["meta"]["train"]
+    result = {"checkpoint": model["name"], "embeddings": settings["embeddings"],
+              "hidden_size": int(model["params"]["W_h"].shape[1]),
+              "valid_ppl": train.get("best_valid_ppl"), "test_ppl": train.get("test_ppl"),
+              "whitened": bool(args.whiten), "table1": {}, "figure2": {},
+              "frequency": {}}
     vectors = {}
-    for prop, (key, a, b) in PROPERTIES.items():
-        words_a, words_b = words_of(classes, key, a), words_of(classes, key, b)
-        if not words_a or not words_b:
-            raise AnalysisError(f"property {prop} has no {a if not words_a else b} words")
-        d = lm.property_vector(embeddings, words_a, words_b)          # eq. (2)
-        d = d if D is None else lm.whiten_vector(d, D)
-        vectors[prop] = d
-        result.setdefault("figure2", {})[prop] = {
-            "m": [lm.relative_memory(G, d) for G in G_all],                     # eq. (5-6)
-            f"cos_H{args.top_n}": [lm.subspace_cosine(G, d, args.top_n) for G in G_all],  # (3-4)
-            "words": [len(words_a), len(words_b)],
-        }
-    result["property_cosine"] = float(vectors["sg-pl"] @ vectors["common-proper"])
+    for prop in properties:
+        a, b = scheme.properties[prop]
+        words_a, words_b = (words_of(model["classes"], prop, c.name) for c in (a, b))
+        difference = embeddings[words_a].mean(0) - embeddings[words_b].mean(0)     # (E,)
+        d = lm.property_vector(embeddings, words_a, words_b)                        # eq. (2)
+        if D is not None:
+            d, difference = lm.whiten_vector(d, D), np.linalg.solve(D, difference)
+        vectors[prop] = (d, float(np.linalg.norm(difference)), [len(words_a), len(words_b)])
+    result["spectrum"] = {s: spectrum(in_space(sums.mean("all", s)[0]), args.top_n) for s in "ch"}
+    for state in STATES[args.state]:
+        pos_means = in_space(sums.mean("pos", state)[:, 0])          # (classes, H, E) at tau = 0
+        sigma1 = lm.singular_values(pos_means)[:, 0]
+        result["table1"][state] = {
+            c: {"sigma1": float(s), "normalised": float(s / sigma1.sum()), "count": int(n)}
+            for c, s, n in zip(scheme.pos, sigma1, sums.count("pos")[:, 0])}
+        G_all = in_space(sums.mean("all", state)[0])                  # (K+1, H, E)
+        result["figure2"][state] = {}
+        for prop, (d, length, words) in vectors.items():
+            entry = {"words": words, "positions": int(sums.count(prop)[0, 0]),
+                     "difference_norm": length}
+            for suffix, G_bar in (("", G_all), ("_class", in_space(sums.mean(prop, state)[0]))):
+                entry.update({key + suffix: values
+                              for key, values in memory_curves(G_bar, d, length, args.top_n).items()})
+            result["figure2"][state][prop] = entry
+        bins = sums.mean("freq", state)                               # (bins, K+1, H, E)
+        result["frequency"][state] = {
+            name: {"sigma1": [None if np.isnan(G).any() else float(lm.singular_values(in_space(G))[0])
+                              for G in per_delay], "count": int(n)}
+            for name, per_delay, n in zip(sums.labelings["freq"], bins, sums.count("freq")[:, 0])}
+    result["property_cosines"] = {f"{p} / {q}": float(vectors[p][0] @ vectors[q][0])
+                                  for p, q in itertools.combinations(vectors, 2)}
     return result
+
+
+def words_of(classes, key, value):
+    return [i for i, c in enumerate(classes[key]) if c == value]
 
 
 # ----------------------------------------------------------------------------------------------
 # Table 2: linear separability of POS classes in embedding space (scikit-learn)
 # ----------------------------------------------------------------------------------------------
 
-def task_dataset(classes, task, min_words=10):
+def table2_tasks(scheme, properties):
+    """Table 2's rows for a scheme: row -> (word_classes key, the classes it keeps; None: all)."""
+    tasks = {"all": ("tags", None)}
+    if "nouns" in scheme.pos:
+        tasks["nouns"] = ("noun_tags", None)
+    tasks.update({row: ("pos", keep) for row, keep in POS_TASKS if set(keep) <= set(scheme.pos)})
+    tasks.update({prop: (prop, None) for prop in properties})
+    return tasks
+
+
+def task_dataset(classes, task_spec, min_words=10):
     """(word ids, labels) for one row of Table 2 (word types labelled by their majority tag).
 
     "all" keeps the tags that are the majority tag of at least ``min_words`` words.
     """
-    key, keep = dict(TABLE2_TASKS)[task]
+    key, keep = task_spec
     labels = classes[key]
     if keep is None and key == "tags":
-        counts = collections.Counter(t for t in labels if t not in (None, corpora.EOS))
+        counts = collections.Counter(t for t in labels if t is not None)
         keep = {t for t, n in counts.items() if n >= min_words}
     ids = [i for i, label in enumerate(labels) if label is not None and (keep is None or label in keep)]
     return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
@@ -274,21 +386,25 @@ def best_validation_accuracy(X, y, seeds=1, split_seed=0, jobs=-1):
     return float(scores[best]), grid[best], (len(y_train), len(y_valid))
 
 
-def table2(models, seeds, progress=True):
-    """Rows of Table 2: {task: {model name: accuracy, ...}} on each LM's embeddings."""
+def table2(models, tasks, seeds, progress=True):
+    """Rows of Table 2: {task: {model name: accuracy, ...}} on each LM's embeddings. A row without
+    two classes of at least two words each is left out with a note."""
     rows = {}
-    for task, _ in tqdm(TABLE2_TASKS, desc="Table 2", leave=False, disable=not progress):
-        rows[task] = {}
+    for task, spec in tqdm(tasks.items(), desc="Table 2", leave=False, disable=not progress):
+        row = {}
         for name, model in models.items():
-            ids, labels = task_dataset(model["classes"], task)
+            ids, labels = task_dataset(model["classes"], spec)
             counts = collections.Counter(labels)
             if len(counts) < 2 or min(counts.values()) < 2:
-                raise AnalysisError(f"Table 2 row {task!r} needs two classes of at least two words "
-                                    f"each, and has {dict(counts)}")
+                print(f"note: Table 2 row {task} left out: it needs two classes of at least two "
+                      f"words each, and has {dict(counts)}", file=sys.stderr)
+                break
             accuracy, setting, sizes = best_validation_accuracy(model["params"]["embedding"][ids],
                                                                 labels, seeds)
-            rows[task][name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
-                                "words": [int(s) for s in sizes], "best": setting}
+            row[name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
+                         "words": [int(s) for s in sizes], "best": setting}
+        else:
+            rows[task] = row
     return rows
 
 
@@ -311,91 +427,170 @@ def save_figure(fig, stem):
         fig.savefig(f"{stem}.{ext}", dpi=150, bbox_inches="tight")
 
 
-def plot_figure1(results, state, path):
+def panels(n_rows, n_cols, width=5.5, height=4):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, left = plt.subplots(figsize=(6.4, 4))
-    right = left.twinx()
-    for colour, r in zip(("tab:blue", "tab:green", "tab:red", "tab:purple"), results):
-        spec = r["spectrum"][state]
-        delays = np.arange(len(spec["sigma1"]))
-        left.plot(delays, spec["sigma1"], "-", color=colour, label=f"{r['checkpoint']}: $\\sigma_1$")
-        right.plot(delays, spec["sum"], "--", color=colour, label=f"{r['checkpoint']}: $\\sum\\sigma$")
-    left.set_xlabel("delay $\\tau$")
-    left.set_ylabel("largest singular value $\\sigma_1$ (solid)")
-    right.set_ylabel("sum of singular values (dashed)")
-    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles, [h.get_label() for h in handles], fontsize=8)
-    left.set_title(f"Figure 1: SVD of the average gradient $d{state}_t/dx_{{t-\\tau}}$")
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False,
+                             layout="constrained")
+    return plt, fig, axes
+
+
+def model_label(r, sizes_differ):
+    return f"{r['checkpoint']} (H={r['hidden_size']})" if sizes_differ else r["checkpoint"]
+
+
+def plot_figure1(results, states, path):
+    """sigma_1 (solid) and the sum of singular values (dashed) against delay; one panel per state,
+    one colour per LM."""
+    plt, fig, axes = panels(1, len(states), width=6.4)
+    sizes_differ = len({r["hidden_size"] for r in results}) > 1
+    for left, state in zip(axes[0], states):
+        right = left.twinx()
+        for colour, r in zip(itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"]), results):
+            spec, label = r["spectrum"][state], model_label(r, sizes_differ)
+            delays = np.arange(len(spec["sigma1"]))
+            left.plot(delays, spec["sigma1"], "-", color=colour, label=f"{label}: $\\sigma_1$")
+            right.plot(delays, spec["sum"], "--", color=colour, label=f"{label}: $\\sum\\sigma$")
+        left.set_xlabel("delay $\\tau$")
+        left.set_ylabel("largest singular value $\\sigma_1$ (solid)")
+        right.set_ylabel("sum of singular values (dashed)")
+        handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        left.legend(handles, [h.get_label() for h in handles], fontsize=8)
+        whitened = " (whitened)" if results[0]["whitened"] else ""
+        left.set_title(f"SVD of the average gradient $d{state}_t/dx_{{t-\\tau}}${whitened}", fontsize=10)
+    fig.suptitle("Figure 1: memory against delay")
     save_figure(fig, path)
     plt.close(fig)
 
 
-def plot_figure2(results, state, n, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    for ax, r in zip(axes[0], results):
-        spec = r["spectrum"][state]
-        delays = np.arange(len(spec["sigma1"]))
-        total = np.array(spec["sum"])
-        ax.plot(delays, np.array(spec["sigma1"]) / total, color="0.6", lw=1, label="$\\sigma_1/\\sum\\sigma$")
-        ax.plot(delays, np.array(spec[f"top{n}"]) / total, color="0.6", lw=1, ls="--",
-                label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
-        for colour, prop in zip(("tab:blue", "tab:orange"), PROPERTIES):
-            values = r["figure2"][prop]
-            ax.plot(delays, values["m"], "-", color=colour, label=f"m, {prop}")
-            ax.plot(delays, values[f"cos_H{n}"], ":", color=colour, label=f"cos(d, $H_{n}$), {prop}")
-        ax.set_xlabel("delay $\\tau$")
-        ax.set_ylim(0, 1.02)
-        ax.set_title(f"{r['checkpoint']} (cos(d_sg-pl, d_common-proper) = {r['property_cosine']:.2f})",
-                     fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("Figure 2: relative memory m and cos(d, $H_n$)")
+def plot_figure2(results, states, n, average, path):
+    """Relative memory m (solid) and cos(d, H_n) (dotted) of each property against delay, with the
+    spectrum's share of sigma_1 and of the top n in grey; rows: states, columns: LMs. ``average``
+    'class': the curves of Gbar over the positions of each property's own words."""
+    plt, fig, axes = panels(len(states), len(results))
+    for row, state in zip(axes, states):
+        for ax, r in zip(row, results):
+            spec = r["spectrum"][state]
+            delays = np.arange(len(spec["sigma1"]))
+            total = np.array(spec["sum"])
+            if average == "all":          # the spectrum's shares belong to the all-positions Gbar
+                ax.plot(delays, np.array(spec["sigma1"]) / total, color="0.6", lw=1,
+                        label="$\\sigma_1/\\sum\\sigma$")
+                ax.plot(delays, np.array(spec[f"top{n}"]) / total, color="0.6", lw=1, ls="--",
+                        label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
+            colours = itertools.cycle(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))
+            suffix = "" if average == "all" else "_class"
+            for colour, (prop, values) in zip(colours, r["figure2"][state].items()):
+                curve = lambda key: np.array(values[key + suffix], dtype=float)  # noqa: E731
+                ax.plot(delays, curve("m"), "-", color=colour, label=f"m, {prop}")
+                ax.plot(delays, curve(f"cos_H{n}"), ":", color=colour, label=f"cos(d, $H_{n}$), {prop}")
+            ax.set_xlabel("delay $\\tau$")
+            ax.set_ylim(0, 1.02)
+            cosines = ", ".join(f"cos({pair}) = {c:.2f}" for pair, c in r["property_cosines"].items())
+            ax.set_title(f"{r['checkpoint']}, state {state}" + (f"\n{cosines}" if cosines else ""),
+                         fontsize=9)
+            ax.legend(fontsize=7)
+    over = "all positions" if average == "all" else "the positions of each property's words"
+    fig.suptitle(f"Figure 2: relative memory m and cos(d, $H_n$), $\\bar G_\\tau$ over {over}")
     save_figure(fig, path)
     plt.close(fig)
 
 
-def write_outputs(results, t2, args, timing):
+def plot_response(results, states, average, path):
+    """r_abs = |Gbar_tau (mean_a - mean_b)| of each property against delay (log scale): how far the
+    state moves when a word of class b is swapped for one of class a, tau steps back."""
+    plt, fig, axes = panels(len(states), len(results))
+    suffix = "" if average == "all" else "_class"
+    for row, state in zip(axes, states):
+        for ax, r in zip(row, results):
+            for prop, values in r["figure2"][state].items():
+                r_abs = np.array(values["r_abs" + suffix], dtype=float)
+                ax.plot(np.arange(len(r_abs)), r_abs,
+                        label=f"{prop} ($|\\mu_a - \\mu_b|$ = {values['difference_norm']:.2f})")
+            ax.set_xlabel("delay $\\tau$")
+            ax.set_ylabel("$|\\bar G_\\tau (\\mu_a - \\mu_b)|$")
+            ax.set_yscale("log")
+            ax.set_title(f"{r['checkpoint']}, state {state}", fontsize=9)
+            ax.legend(fontsize=7)
+    over = "all positions" if average == "all" else "the positions of each property's words"
+    fig.suptitle(f"Response of the state to each property (eq. 5 before eq. 2's normalisation), "
+                 f"over {over}", fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_frequency(results, states, path):
+    """sigma_1 of the average gradient over the words of each frequency bin, against delay."""
+    plt, fig, axes = panels(len(states), len(results))
+    for row, state in zip(axes, states):
+        for ax, r in zip(row, results):
+            for name, values in r["frequency"][state].items():
+                sigma1 = np.array([np.nan if s is None else s for s in values["sigma1"]])
+                ax.plot(np.arange(len(sigma1)), sigma1, label=f"{name} ({values['count']} tokens)")
+            ax.set_xlabel("delay $\\tau$")
+            ax.set_ylabel("$\\sigma_1$")
+            ax.set_yscale("log")
+            ax.set_title(f"{r['checkpoint']}, state {state}", fontsize=9)
+            ax.legend(fontsize=7)
+    fig.suptitle("$\\sigma_1$ of $\\bar G_\\tau$ per word-frequency bin (rank in the vocabulary)")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_outputs(results, t2, scheme, args, timing):
     os.makedirs(args.out_dir, exist_ok=True)
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
-    plot_figure1(results, args.state, out("figure1"))
-    plot_figure2(results, args.state, args.top_n, out("figure2"))
+    states = STATES[args.state]
+    plot_figure1(results, states, out("figure1"))
+    plot_figure2(results, states, args.top_n, args.average, out("figure2"))
+    plot_response(results, states, args.average, out("response"))
+    plot_frequency(results, states, out("frequency"))
+    columns = [(r, s) for r in results for s in states]
+    write_table(out("table1"), ["class", *(r["checkpoint"] + (f" ({s})" if len(states) > 1 else "")
+                                           for r, s in columns)],
+                [[c, *(f"{r['table1'][s][c]['sigma1']:.3f} ({r['table1'][s][c]['normalised']:.2f})"
+                       for r, s in columns)] for c in scheme.pos])
     names = [r["checkpoint"] for r in results]
-    write_table(out("table1"), ["class", *names],
-                [[c, *(f"{r['table1'][c]['sigma1']:.3f} ({r['table1'][c]['normalised']:.2f})"
-                       for r in results)] for c in corpora.COARSE_CLASSES])
     write_table(out("table2"), ["classes", *names],
                 [[f"{task} ({next(iter(t2[task].values()))['classes']})",
                   *(f"{100 * t2[task][n]['accuracy']:.2f}" for n in names)] for task in t2])
     with open(out("results.json"), "w") as f:
-        json.dump({"settings": vars(args), "models": results, "table2": t2, "timing": timing},
-                  f, indent=1)
+        json.dump({"settings": vars(args), "classes": scheme.source, "models": results,
+                   "table2": t2, "timing": timing}, f, indent=1)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         xp = lm.get_backend(args.device)
-        corpus_cache, models, results, timing = {}, {}, [], {}
+        corpus_cache, models, results, timing, schemes = {}, {}, [], {}, {}
         for path in args.checkpoints:           # every input checked before the long sweeps
-            params, meta, data, classes = load_model(path, corpus_cache)
+            params, meta, data = load_model(path, corpus_cache)
             name = os.path.splitext(os.path.basename(path))[0]
             if name in models:
                 raise AnalysisError(f"two checkpoints are named {name}: give them different names")
             if args.top_n > params["embedding"].shape[1]:
                 raise AnalysisError(f"--top-n {args.top_n} is larger than the embedding size "
                                     f"{params['embedding'].shape[1]} of {path}")
-            models[name] = dict(path=path, params=params, meta=meta, data=data, classes=classes)
+            if id(data) not in schemes:
+                schemes[id(data)] = load_scheme(args, data)
+            scheme = schemes[id(data)]
+            models[name] = dict(name=name, path=path, params=params, meta=meta, data=data,
+                                classes=word_classes(data, scheme))
+        if len({s.source for s in schemes.values()}) > 1:
+            raise AnalysisError("these LMs were trained on corpora with different classes "
+                                f"({', '.join(sorted({s.source for s in schemes.values()}))}): "
+                                "analyse them in separate runs")
+        properties = usable_properties(scheme, [m["classes"] for m in models.values()], args.property)
         for name, m in models.items():
-            sums, timing[name] = analyse_model(m["path"], m["params"], m["data"], args, xp)
-            results.append(model_results(name, m["params"], m["meta"], m["classes"], sums, args))
+            sums, timing[name] = analyse_model(m, scheme, properties, args, xp)
+            results.append(model_results(m, scheme, properties, sums, args))
             print(f"{name}: {timing[name]['positions']} positions in {timing[name]['seconds']:.0f} s",
                   file=sys.stderr)
-        t2 = table2(models, args.classifier_seeds, progress=not args.no_progress)
-        write_outputs(results, t2, args, timing)
+        t2 = table2(models, table2_tasks(scheme, properties), args.classifier_seeds,
+                    progress=not args.no_progress)
+        write_outputs(results, t2, scheme, args, timing)
     except (lm.CheckpointError, corpora.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -28,7 +28,8 @@ import lstm_memory as lm
 FORMAT = "lstm-memory-lm/1"
 # settings that define the model and its data: fixed at the start, restored by --resume
 MAX_EPOCHS = 39      # the authors' configuration
-MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", "embedding_size",
+MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *corpora.CORPUS_OPTIONS,
+                  "embedding_size",
                   "hidden_size", "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
                   "decay_after", "max_grad_norm", "init_scale", "min_improvement", "dtype",
                   "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
@@ -39,8 +40,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--corpus", default="brown", choices=corpora.CORPORA,
-                      help="tagged corpus (read through NLTK; 'generated' is the tests' toy language)")
+    data.add_argument("--corpus", default="brown", metavar="NAME_OR_PATH",
+                      help="brown or treebank (read through NLTK), synthetic (planted memory), "
+                           "generated (the tests' toy language), or a file or folder of your own "
+                           "CoNLL-U or word/TAG text")
+    data.add_argument("--max-distance", type=int, default=15,
+                      help="synthetic: D, the verb agrees with a noun 1..D words back")
+    data.add_argument("--fixed-distance", action="store_true",
+                      help="synthetic: every verb exactly --max-distance words after its noun")
+    data.add_argument("--tag-column", default="upos", choices=("upos", "xpos"),
+                      help="CoNLL-U: the tag column to read")
     data.add_argument("--vocab-size", type=int, default=10000, help="most frequent words kept (+ <unk>)")
     data.add_argument("--max-train-tokens", type=int, default=None,
                       help="train on the first N training tokens only (quick runs)")
@@ -87,6 +96,8 @@ def parse_args(argv=None):
     for name in ("vocab_size", "embedding_size", "hidden_size", "batch_size", "num_steps", "epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_distance < 1:
+        p.error("--max-distance must be at least 1")
     if not 0.0 <= args.dropout < 1.0:
         p.error("--dropout must be in [0, 1)")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
@@ -286,7 +297,7 @@ def train(args) -> dict:
         args.epochs = epochs_asked or args.epochs
         dtype = np.dtype(args.dtype)
         resumed = meta
-    data = corpora.load_corpus(args.corpus, args.vocab_size, args.max_train_tokens, seed=args.seed)
+    data = corpora.load_corpus_of(vars(args))
     V = len(data.vocab)
     if resumed is not None:
         lm.check_vocab(resume_from, vocab, data.vocab)

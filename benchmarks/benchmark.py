@@ -4,7 +4,7 @@
     python benchmarks/benchmark.py --what analysis --device cpu --max-delay 30
 
 train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 50 x 20 window
-analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, the paper's classes;
+analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, analyze.py's classes;
           peak memory of the sweep's arrays
 """
 import argparse
@@ -54,8 +54,10 @@ def bench_analysis(xp, args):
     rng = np.random.default_rng(0)
     params = lm.init_params(V, E, H, xp=xp)
     streams = rng.integers(0, V, (B, N))
-    labels = {"pos": rng.integers(-1, 6, (B, N)), "noun": rng.integers(-1, 4, (B, N))}
-    names = {"pos": list("abcdef"), "noun": list("abcd")}
+    # as analyze.py on Brown: 6 POS classes, 4 frequency bins, the tokens of 2 properties
+    labels = {"pos": rng.integers(-1, 6, (B, N)), "freq": rng.integers(-1, 4, (B, N)),
+              "sg-pl": rng.integers(-1, 1, (B, N)), "common-proper": rng.integers(-1, 1, (B, N))}
+    names = {"pos": list("abcdef"), "freq": list("abcd"), "sg-pl": ["a"], "common-proper": ["a"]}
     run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
                                            workers=args.workers)
     tracemalloc.start()
@@ -65,7 +67,7 @@ def bench_analysis(xp, args):
     tracemalloc.stop()
     seconds = timed(xp, run, args.repeats)
     print(f"analysis: {B * N / seconds:,.1f} positions/s (median of {args.repeats} sweeps of "
-          f"{B}x{N} positions, K={K}, c and h, 1+6+4 classes, {args.workers} workers), peak memory "
+          f"{B}x{N} positions, K={K}, c and h, 1+6+4+2 classes, {args.workers} workers), peak memory "
           f"{peak / 2**20:,.0f} MiB on {train.machine_name(xp)}")
 
 

@@ -16,6 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
          "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1", "--epochs", "3"]
 
+PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]  # Table 1
+
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
@@ -48,12 +50,19 @@ def test_analysis_writes_every_result(checkpoints, tmp_path):
             spectrum = model["spectrum"][state]
             assert len(spectrum["sigma1"]) == 7
             assert all(0 < s1 <= total for s1, total in zip(spectrum["sigma1"], spectrum["sum"]))
-        assert all(row["count"] > 0 and row["sigma1"] > 0 for row in model["table1"].values())
+        assert all(row["count"] > 0 and row["sigma1"] > 0 for row in model["table1"]["c"].values())
+        assert list(model["table1"]["c"]) == PAPER_CLASSES
         for prop in ("sg-pl", "common-proper"):
-            assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["m"])
-            assert all(0 <= v <= 1 + 1e-9 for v in model["figure2"][prop]["cos_H5"])
-        assert -1 <= model["property_cosine"] <= 1
-    assert set(results["table2"]) == {task for task, _ in analyze.TABLE2_TASKS}
+            for suffix in ("", "_class"):
+                curves = model["figure2"]["c"][prop]
+                assert all(0 <= v <= 1 + 1e-9 for v in curves["m" + suffix])
+                assert all(0 <= v <= 1 + 1e-9 for v in curves["cos_H5" + suffix])
+                np.testing.assert_allclose(curves["r_abs" + suffix],       # r_abs = r |mu_a - mu_b|
+                                           np.multiply(curves["r" + suffix], curves["difference_norm"]))
+        assert -1 <= model["property_cosines"]["sg-pl / common-proper"] <= 1
+        assert sum(b["count"] for b in model["frequency"]["c"].values()) > 0
+    assert set(results["table2"]) == {"all", "nouns", "N-V-Adj-Adv-Pro", "N-V", "N-Adj", "V-Adv",
+                                      "sg-pl", "common-proper"}
 
 
 def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
@@ -69,30 +78,38 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
     expected = lm.singular_values(sums.mean("all", "c")[0])[:, 0]
     np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
     tags = corpora.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
-    for name, row in results["models"][0]["table1"].items():
-        expected_count = sum(corpora.coarse_class(t, "generated") == corpora.COARSE_CLASSES.index(name)
-                             for t in tags.ravel())
+    scheme = corpora.builtin_scheme("brown")
+    for name, row in results["models"][0]["table1"]["c"].items():
+        expected_count = sum(scheme.pos_index(t) == list(scheme.pos).index(name) for t in tags.ravel())
         assert row["count"] == expected_count, name
+    bins = results["models"][0]["frequency"]["c"]      # one bin: fewer than 100 words besides <unk>
+    assert list(bins) == [f"rank 1-{len(data.vocab) - 1}"]
+    assert bins[f"rank 1-{len(data.vocab) - 1}"]["count"] == sum(w not in (corpora.EOS, corpora.UNK)
+                                             for w in np.array(data.vocab)[streams.ravel()])
 
 
 def test_table2_word_classes_follow_majority_tags():
     data = corpora.load_corpus("generated")
-    classes = analyze.word_classes(data)
+    scheme = corpora.builtin_scheme(data.scheme)
+    classes = analyze.word_classes(data, scheme)
+    tasks = analyze.table2_tasks(scheme, list(scheme.properties))
     index = data.word_to_id
-    ids, labels = analyze.task_dataset(classes, "sg-pl")
+    ids, labels = analyze.task_dataset(classes, tasks["sg-pl"])
     by_word = dict(zip((data.vocab[i] for i in ids), labels))
     assert by_word["cats"] == "pl" and by_word["cat"] == "sg" and by_word["john"] == "sg"
     assert "sees" not in by_word and "the" not in by_word
-    ids, labels = analyze.task_dataset(classes, "N-V")
+    ids, labels = analyze.task_dataset(classes, tasks["N-V"])
     assert dict(zip(ids, labels))[index["sees"]] == "verbs"
-    ids, labels = analyze.task_dataset(classes, "all", min_words=5)
+    ids, labels = analyze.task_dataset(classes, tasks["all"], min_words=5)
     assert set(labels) == {"NN", "NNS", "NP", "JJ", "VBZ", "VBP"}      # tags of >= 5 word types
 
 
 def test_whitened_analysis_runs(checkpoints, tmp_path):
-    assert analyse(checkpoints, tmp_path, "--whiten", "--state", "h") == 0
+    assert analyse(checkpoints, tmp_path, "--whiten", "--state", "both", "--average", "class") == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert all(m["whitened"] for m in results["models"])
+    assert all(set(m["table1"]) == set(m["figure2"]) == {"c", "h"} for m in results["models"])
+    assert (tmp_path / "table1.md").read_text().splitlines()[0].count("(h)") == 2
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -7,6 +7,8 @@ import pytest
 import corpus as corpora
 from conftest import needs_brown
 
+PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]  # Table 1
+
 
 def test_split_rule_puts_every_genre_in_every_split():
     assert [corpora.split_of(i) for i in range(12)] == \
@@ -42,9 +44,11 @@ def test_vocabulary_keeps_the_most_frequent_words_plus_unk():
     ("PRP", "treebank", "pronouns"), ("NNPS", "treebank", "nouns"), ("VBZ", "treebank", "verbs"),
     ("RBS", "treebank", "adverbs"), ("IN", "treebank", "conj./prep."), ("DT", "treebank", None),
 ])
-def test_coarse_classes(tag, corpus, expected):
-    index = corpora.coarse_class(tag, corpus)
-    assert (None if index is None else corpora.COARSE_CLASSES[index]) == expected
+def test_built_in_pos_classes(tag, corpus, expected):
+    scheme = corpora.builtin_scheme(corpus)
+    index = scheme.pos_index(tag)
+    assert list(scheme.pos) == PAPER_CLASSES
+    assert (None if index < 0 else PAPER_CLASSES[index]) == expected
 
 
 def test_brown_suffixes_are_dropped():
@@ -60,10 +64,10 @@ def test_batchify_and_majority_tags():
     with pytest.raises(ValueError):
         corpora.batchify(np.arange(5), 4)
     data = corpora.load_corpus("generated")
-    tags = corpora.majority_tags(data)
+    analyses = corpora.majority_analyses(data)
     index = data.word_to_id
-    assert tags[index["cats"]] == "NNS" and tags[index["sees"]] == "VBZ"
-    assert tags[index[corpora.UNK]] is None
+    assert analyses[index["cats"]] == ("NNS", "_") and analyses[index["sees"]] == ("VBZ", "_")
+    assert analyses[index[corpora.UNK]] is None and analyses[index[corpora.EOS]] is None
 
 
 def test_missing_corpus_says_what_to_do(monkeypatch, tmp_path):
@@ -72,7 +76,7 @@ def test_missing_corpus_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk, "download", lambda *a, **k: False)
     with pytest.raises(corpora.CorpusError, match="python -m nltk.downloader brown"):
         corpora.load_corpus("brown")
-    with pytest.raises(corpora.CorpusError, match="unknown corpus"):
+    with pytest.raises(corpora.CorpusError, match="no corpus named 'nonsense'"):
         corpora.load_corpus("nonsense")
 
 
@@ -86,8 +90,10 @@ def test_brown_split_sizes_genres_and_tags():
     assert data.words["train"][:3] == ["dan", "morgan", "told"]         # cn01, adventure
     assert list(data.tags["train"][:3]) == ["NP", "NP", "VBD"]
     assert not any(t.endswith(("-TL", "-HL", "-NC")) for t in set(data.tags["train"]))
-    classes = collections.Counter(corpora.coarse_class(t, "brown") for t in data.tags["valid"])
-    assert all(classes[i] > 1000 for i in range(len(corpora.COARSE_CLASSES)))
+    classes = collections.Counter(corpora.builtin_scheme("brown").pos_labels(data.tags["valid"],
+                                                                              data.feats["valid"]))
+    assert all(classes[i] > 1000 for i in range(len(PAPER_CLASSES)))
+    assert corpora.guess_scheme(data.tags["train"]) == "brown"
 
 
 @needs_brown
@@ -97,4 +103,4 @@ def test_treebank_drops_traces():
     except corpora.CorpusError:
         pytest.skip("the Treebank sample is not installed")
     assert "-NONE-" not in set(data.tags["train"])
-    assert corpora.coarse_class("NNP", "treebank") == 1
+    assert corpora.guess_scheme(data.tags["train"]) == "treebank"
