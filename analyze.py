@@ -119,10 +119,10 @@ def load_model(path, corpus_cache):
     settings = meta.get("settings")
     if not settings:
         raise lm.CheckpointError(f"{path} has no training settings: was it written by train.py?")
-    key = json.dumps({k: settings.get(k) for k in ("corpus", "vocab_size", "max_train_tokens", "seed",
-                                                   *corpora.CORPUS_OPTIONS)}, sort_keys=True)
+    corpus_settings = corpora.corpus_settings(settings)
+    key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
-        corpus_cache[key] = corpora.load_corpus_of(settings)
+        corpus_cache[key] = corpora.load_corpus(**corpus_settings)
     data = corpus_cache[key]
     lm.check_vocab(path, vocab, data.vocab)
     return params, meta, data
@@ -133,23 +133,21 @@ def load_scheme(args, data):
     if args.classes:
         scheme = corpora.read_scheme(args.classes)
         corpora.check_tags_exist(scheme, data.tags["train"])
+    elif data.scheme is None:
+        raise AnalysisError(f"no built-in classes fit the tags of {data.name}: describe them in a "
+                            f"class file and pass --classes FILE")
     else:
         scheme = corpora.builtin_scheme(data.scheme)
     for prop in args.property:
-        sides = []
-        for side in prop.split(":"):
-            if side not in scheme.classes and side.count("=") != 1:
-                raise AnalysisError(f"--property {prop}: {side!r} is neither a class of "
-                                    f"{scheme.source} nor a Feature=Value")
-            sides.append(scheme.classes.get(side) or
-                         corpora.WordClass(side, ("*",), (), frozenset([side]), f"--property {prop}"))
-        scheme.properties[prop] = tuple(sides)
+        scheme.properties[prop] = tuple(corpora.property_side(scheme, side, f"--property {prop}")
+                                        for side in prop.split(":"))
     return scheme
 
 
 def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
-    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority (tag, features)
-    in the training split; words seen fewer than ``min_count`` times there are in no class.
+    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority tag in the training
+    split (with that tag's majority features); words seen fewer than ``min_count`` times there are
+    in no class.
 
     Returns {"tags", "noun_tags", "pos", and one key per property}: one list over the vocabulary
     each (a tag or class name, or None). A word that fits both sides of a property is in the first.
@@ -201,27 +199,35 @@ def frequency_bins(vocab, edges):
 # The sweep and the singular values
 # ----------------------------------------------------------------------------------------------
 
-def analyse_model(model, scheme, properties, args, xp):
-    """Run the forward-mode sweep for one LM; returns the per-delay and per-class averages
-    (labelings "pos": Table 1's classes, "freq": frequency bins, and one per property: the
-    tokens of either of its classes) and the timing."""
-    data = model["data"]
+def stream_labels(data, scheme, properties, args):
+    """The evaluation text as streams (B, N) of word ids, and the class of every position for the
+    sweep's averages: labelings "pos" (Table 1's classes), "freq" (frequency bins) and one per
+    property (the tokens of either of its classes); -1 = in no class."""
     ids = data.ids[args.split][:args.max_tokens]
     n_per_stream = len(ids) // args.batch_size
     if n_per_stream <= args.max_delay:
         raise AnalysisError(f"--max-delay {args.max_delay} is larger than the text: the {args.split} "
                             f"split gives {n_per_stream} words per stream ({args.batch_size} streams)")
-    pos = scheme.pos_labels(data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)])
+    tags, feats = data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)]   # (N,)
+    pos = scheme.pos_labels(tags, feats)                                      # (N,)
+    empty = [c for i, c in enumerate(scheme.pos.values()) if not (pos == i).any()]
+    if empty:
+        raise AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the analysed text")
     bin_names, bins = frequency_bins(data.vocab, args.frequency_bins)
     streams = corpora.batchify(ids, args.batch_size)                         # (B, N)
-    labels = {"pos": corpora.batchify(pos, args.batch_size),                  # (B, N)
-              "freq": bins[streams]}                                          # (B, N)
+    labels = {"pos": corpora.batchify(pos, args.batch_size), "freq": bins[streams]}
     names = {"pos": list(scheme.pos), "freq": bin_names}
     for prop in properties:
-        sides = corpora.token_labels(scheme.properties[prop], data.tags[args.split][:len(ids)],
-                                     data.feats[args.split][:len(ids)])
-        labels[prop] = corpora.batchify(np.minimum(sides, 0), args.batch_size)  # (B, N) 0 or -1
+        side = corpora.token_labels(scheme.properties[prop], tags, feats)     # (N,) 0, 1 or -1
+        labels[prop] = corpora.batchify(np.where(side >= 0, 0, -1), args.batch_size)
         names[prop] = [prop]
+    return streams, labels, names
+
+
+def analyse_model(model, labelled_text, args, xp):
+    """Run the forward-mode sweep for one LM over ``stream_labels``' streams; returns the
+    per-delay and per-class sums and the timing."""
+    streams, labels, names = labelled_text
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model["params"].items()}
     bar = tqdm(total=streams.size, unit="pos", desc=model["name"], disable=args.no_progress)
     clock = time.perf_counter()
@@ -230,9 +236,6 @@ def analyse_model(model, scheme, properties, args, xp):
     lm.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
-    empty = [c for c, n in zip(scheme.pos.values(), sums.count("pos")[:, 0]) if n == 0]
-    if empty:
-        raise AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the analysed text")
     return sums, {"positions": int(streams.size), "seconds": seconds}
 
 
@@ -391,20 +394,19 @@ def table2(models, tasks, seeds, progress=True):
     two classes of at least two words each is left out with a note."""
     rows = {}
     for task, spec in tqdm(tasks.items(), desc="Table 2", leave=False, disable=not progress):
-        row = {}
-        for name, model in models.items():
-            ids, labels = task_dataset(model["classes"], spec)
-            counts = collections.Counter(labels)
-            if len(counts) < 2 or min(counts.values()) < 2:
-                print(f"note: Table 2 row {task} left out: it needs two classes of at least two "
-                      f"words each, and has {dict(counts)}", file=sys.stderr)
-                break
-            accuracy, setting, sizes = best_validation_accuracy(model["params"]["embedding"][ids],
-                                                                labels, seeds)
-            row[name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
-                         "words": [int(s) for s in sizes], "best": setting}
-        else:
-            rows[task] = row
+        datasets = {name: task_dataset(model["classes"], spec) for name, model in models.items()}
+        too_small = [collections.Counter(labels) for _, labels in datasets.values()
+                     if len(set(labels)) < 2 or min(collections.Counter(labels).values()) < 2]
+        if too_small:
+            print(f"note: Table 2 row {task} left out: it needs two classes of at least two words "
+                  f"each, and has {dict(too_small[0])}", file=sys.stderr)
+            continue
+        rows[task] = {}
+        for name, (ids, labels) in datasets.items():
+            accuracy, setting, sizes = best_validation_accuracy(
+                models[name]["params"]["embedding"][ids], labels, seeds)
+            rows[task][name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
+                                "words": [int(s) for s in sizes], "best": setting}
     return rows
 
 
@@ -575,16 +577,18 @@ def main(argv=None) -> int:
                                     f"{params['embedding'].shape[1]} of {path}")
             if id(data) not in schemes:
                 schemes[id(data)] = load_scheme(args, data)
-            scheme = schemes[id(data)]
             models[name] = dict(name=name, path=path, params=params, meta=meta, data=data,
-                                classes=word_classes(data, scheme))
+                                classes=word_classes(data, schemes[id(data)]))
         if len({s.source for s in schemes.values()}) > 1:
             raise AnalysisError("these LMs were trained on corpora with different classes "
                                 f"({', '.join(sorted({s.source for s in schemes.values()}))}): "
                                 "analyse them in separate runs")
+        scheme = next(iter(schemes.values()))   # one scheme: the same classes for every LM
         properties = usable_properties(scheme, [m["classes"] for m in models.values()], args.property)
+        texts = {key: stream_labels(m["data"], scheme, properties, args)
+                 for key, m in {id(m["data"]): m for m in models.values()}.items()}
         for name, m in models.items():
-            sums, timing[name] = analyse_model(m, scheme, properties, args, xp)
+            sums, timing[name] = analyse_model(m, texts[id(m["data"])], args, xp)
             results.append(model_results(m, scheme, properties, sums, args))
             print(f"{name}: {timing[name]['positions']} positions in {timing[name]['seconds']:.0f} s",
                   file=sys.stderr)

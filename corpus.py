@@ -6,7 +6,7 @@ Everything the two scripts need to turn tagged text into word ids and class labe
     tagset), ``synthetic`` (a language with planted memory: number agreement over 1..D words and a
     distractor), ``generated`` (the tests' toy English), or the user's own CoNLL-U or ``word/TAG``
     files; lower-cased, ``<eos>`` after every sentence, tags and CoNLL-U features aligned to every
-    token, split by document (80/10/10, every genre in every split).
+    token, split by document (80/10/10, every genre in every split) unless file names say the split.
   * the vocabulary: the ``vocab_size`` most frequent training words plus ``<unk>``.
   * class schemes: which tags (and features) form the POS classes of Table 1 and the two sides of
     each property of Figure 2; built in for every kind of corpus, or read from a small file.
@@ -121,7 +121,7 @@ class WordClass:
     where: str = ""
 
     def matches(self, tag: str, feats: str = NO_FEATS) -> bool:
-        return (any(fnmatchcase(tag, p) for p in self.tags)
+        return (tag != EOS and any(fnmatchcase(tag, p) for p in self.tags)
                 and not any(fnmatchcase(tag, p) for p in self.not_tags)
                 and self.feats <= set(feats.split("|")))
 
@@ -174,13 +174,7 @@ def parse_scheme(text: str, source: str, user_file: bool = False) -> Scheme:
             sides = body.split()
             if len(sides) != 2:
                 raise CorpusError(f"{where}: property {name!r} needs two classes, found {body!r}")
-            for side in sides:
-                if side not in scheme.classes and side.count("=") != 1:
-                    raise CorpusError(f"{where}: {side!r} is neither a class defined above nor a "
-                                      f"Feature=Value")
-            scheme.properties[name] = tuple(
-                scheme.classes.get(side) or WordClass(side, ("*",), (), frozenset([side]), where)
-                for side in sides)
+            scheme.properties[name] = tuple(property_side(scheme, side, where) for side in sides)
             continue
         patterns, _, feats = body.partition(";")
         tags = tuple(p for p in patterns.split() if not p.startswith("!"))
@@ -198,6 +192,16 @@ def parse_scheme(text: str, source: str, user_file: bool = False) -> Scheme:
     return scheme
 
 
+def property_side(scheme: Scheme, side: str, where: str) -> WordClass:
+    """One side of a property: a class of ``scheme``, or a bare Feature=Value (any tag with it)."""
+    if side in scheme.classes:
+        return scheme.classes[side]
+    if side.count("=") != 1:
+        raise CorpusError(f"{where}: {side!r} is neither a class of {scheme.source} nor a "
+                          f"Feature=Value")
+    return WordClass(side, ("*",), (), frozenset([side]), where)
+
+
 def builtin_scheme(name: str) -> Scheme:
     return parse_scheme(SCHEMES[name], f"built-in {name} classes")
 
@@ -212,13 +216,17 @@ def read_scheme(path: str) -> Scheme:
     return parse_scheme(text, path, user_file=True)
 
 
-def guess_scheme(tags) -> str:
-    """The built-in scheme whose POS classes cover the most tokens (for the user's own text)."""
+def guess_scheme(tags):
+    """The built-in scheme whose POS classes cover the most tokens of the user's own text, or
+    None when none covers a third of them (analyze.py then asks for a class file)."""
     counts = collections.Counter(tags)
+
     def covered(name):
         scheme = builtin_scheme(name)
         return sum(n for tag, n in counts.items() if scheme.pos_index(tag) >= 0)
-    return max(("upos", "treebank", "brown"), key=covered)
+
+    best = max(("upos", "treebank", "brown"), key=covered)
+    return best if covered(best) >= sum(counts.values()) / 3 else None
 
 
 def check_tags_exist(scheme: Scheme, tags) -> None:
@@ -302,14 +310,18 @@ def read_documents(name: str, seed: int = 0, max_distance: int = 15, fixed_dista
 def read_tagged_files(path: str, tag_column: str = "upos"):
     """Documents (as ``read_documents``) of a CoNLL-U or word/TAG file, or of every file in a folder.
 
-    A file is CoNLL-U when it ends in .conllu/.conll or its first token line has tabs; else it
-    holds one sentence per line of whitespace-separated ``word/TAG`` tokens. Files named like
-    UD's ``en_ewt-ud-dev.conllu`` (train, dev or test between - _ or .) go whole to that split;
-    the others are cut into documents of 50 sentences, split by ``split_of`` per file.
+    A file is CoNLL-U when it ends in .conllu/.conll or its first line has 10 tab-separated
+    fields; else it holds one sentence per line of whitespace-separated ``word/TAG`` tokens. A
+    folder's .conllu/.conll files are read if it has any (a UD release also holds README, LICENSE
+    and raw text), else all its files. Files named like UD's ``en_ewt-ud-dev.conllu`` (train, dev
+    or test between - _ or .) go whole to that split; the others are cut, in file-name order, into
+    documents of 50 sentences, split by ``split_of`` over the whole folder.
     """
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
+        conllu = [f for f in files if f.endswith((".conllu", ".conll"))]
+        files = conllu or files
         if not files:
             raise CorpusError(f"the folder {path} holds no files")
     elif os.path.isfile(path):
@@ -322,16 +334,16 @@ def read_tagged_files(path: str, tag_column: str = "upos"):
         try:
             with open(file, encoding="utf-8") as f:
                 lines = f.read().splitlines()
-        except UnicodeDecodeError:
-            raise CorpusError(f"{file}: not UTF-8 text") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise CorpusError(f"cannot read {file}: {error}") from None
         first = next((line for line in lines if line.strip() and not line.startswith("#")), "")
-        if file.endswith((".conllu", ".conll")) or "\t" in first:
+        if file.endswith((".conllu", ".conll")) or first.count("\t") == 9:
             sents = read_conllu(lines, file, tag_column)
         else:
             sents = read_word_tag(lines, file)
         named = re.search(r"[-_.](train|dev|valid|test)[-_.]", os.path.basename(file))
         split = {"dev": "valid"}.get(named.group(1), named.group(1)) if named else None
-        docs += [(os.path.basename(file), sents[i:i + SENTENCES_PER_DOCUMENT], split)
+        docs += [(path, sents[i:i + SENTENCES_PER_DOCUMENT], split)       # one genre: the path
                  for i in range(0, len(sents), SENTENCES_PER_DOCUMENT)]
     return docs
 
@@ -499,7 +511,7 @@ class Corpus:
     """A tokenised, tagged corpus: per split, word ids, tags and features aligned token by token."""
     name: str
     vocab: list
-    scheme: str = "brown"                       # the built-in class scheme that fits its tags
+    scheme: str | None = "brown"                # the built-in class scheme that fits its tags
     words: dict = field(default_factory=dict)   # split -> list of lower-cased words (N,)
     tags: dict = field(default_factory=dict)    # split -> np.array of normalized tags (N,)
     feats: dict = field(default_factory=dict)   # split -> np.array of CoNLL-U features (N,), "_"
@@ -571,11 +583,12 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
 CORPUS_OPTIONS = {"max_distance": 15, "fixed_distance": False, "tag_column": "upos"}
 
 
-def load_corpus_of(settings: dict) -> Corpus:
-    """The corpus a train.py run read, from its settings (the command line's or a checkpoint's)."""
-    return load_corpus(settings["corpus"], settings["vocab_size"], settings["max_train_tokens"],
-                       seed=settings["seed"],
-                       **{key: settings.get(key, default) for key, default in CORPUS_OPTIONS.items()})
+def corpus_settings(settings: dict) -> dict:
+    """The arguments of ``load_corpus`` in a train.py run's settings (the command line's or a
+    checkpoint's; checkpoints older than an option get its default)."""
+    return {"name": settings["corpus"], "vocab_size": settings["vocab_size"],
+            "max_train_tokens": settings["max_train_tokens"], "seed": settings["seed"],
+            **{key: settings.get(key, default) for key, default in CORPUS_OPTIONS.items()}}
 
 
 def batchify(ids, batch_size: int):
@@ -587,14 +600,21 @@ def batchify(ids, batch_size: int):
 
 
 def majority_analyses(corpus: Corpus, split: str = "train", min_count: int = 1):
-    """Each vocabulary word's most frequent (tag, features) in ``split``, None for <unk>, <eos>
-    and words seen fewer than ``min_count`` times."""
-    counts = collections.defaultdict(collections.Counter)
+    """Each vocabulary word's majority tag in ``split`` and, among its tokens with that tag, the
+    majority features: (tag, feats), or None for <unk>, <eos> and words seen fewer than
+    ``min_count`` times. Ties go to the alphabetically first."""
+    counts = collections.defaultdict(lambda: collections.defaultdict(collections.Counter))
     for word_id, tag, feats in zip(corpus.ids[split], corpus.tags[split], corpus.feats[split]):
-        counts[int(word_id)][tag, feats] += 1
+        counts[int(word_id)][tag][feats] += 1            # word -> tag -> features -> count
+
+    def majority(counter):
+        return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[0][0]
+
     skip = {corpus.word_to_id[UNK], corpus.word_to_id.get(EOS)}
     result = [None] * len(corpus.vocab)
-    for word_id, analyses in counts.items():
-        if word_id not in skip and sum(analyses.values()) >= min_count:
-            result[word_id] = sorted(analyses.items(), key=lambda item: (-item[1], item[0]))[0][0]
+    for word_id, by_tag in counts.items():
+        tag_counts = collections.Counter({tag: sum(f.values()) for tag, f in by_tag.items()})
+        if word_id not in skip and sum(tag_counts.values()) >= min_count:
+            tag = majority(tag_counts)
+            result[word_id] = (tag, majority(by_tag[tag]))
     return result

@@ -98,6 +98,10 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_distance < 1:
         p.error("--max-distance must be at least 1")
+    if args.fixed_distance and args.corpus != "synthetic":
+        p.error("--fixed-distance is an option of --corpus synthetic")
+    if args.corpus not in corpora.CORPORA:          # the user's files: found from any directory
+        args.corpus = os.path.abspath(args.corpus)
     if not 0.0 <= args.dropout < 1.0:
         p.error("--dropout must be in [0, 1)")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
@@ -276,7 +280,8 @@ class Interrupt:
 def save_state(args, params, vocab, state, extra, path):
     meta = {"format": FORMAT, "settings": {k: getattr(args, k) for k in MODEL_SETTINGS},
             "split": "by document, within each genre in file order: 4 mod 10 valid, "
-                     "5 mod 10 test, else train", **state}
+                     "5 mod 10 test, else train (files named *-train*, *-dev*, *-test*: whole)",
+            **state}
     lm.save_checkpoint(path, params, vocab, meta, extra)
 
 
@@ -297,7 +302,7 @@ def train(args) -> dict:
         args.epochs = epochs_asked or args.epochs
         dtype = np.dtype(args.dtype)
         resumed = meta
-    data = corpora.load_corpus_of(vars(args))
+    data = corpora.load_corpus(**corpora.corpus_settings(vars(args)))
     V = len(data.vocab)
     if resumed is not None:
         lm.check_vocab(resume_from, vocab, data.vocab)

@@ -37,7 +37,7 @@ def analyse(checkpoints, out_dir, *extra):
 
 def test_analysis_writes_every_result(checkpoints, tmp_path):
     assert analyse(checkpoints, tmp_path) == 0
-    for stem in ("figure1", "figure2"):
+    for stem in ("figure1", "figure2", "response", "frequency"):
         for ext in ("png", "pdf"):
             assert os.path.getsize(tmp_path / f"{stem}.{ext}") > 1000
     for stem in ("table1", "table2"):
@@ -110,6 +110,16 @@ def test_whitened_analysis_runs(checkpoints, tmp_path):
     assert all(m["whitened"] for m in results["models"])
     assert all(set(m["table1"]) == set(m["figure2"]) == {"c", "h"} for m in results["models"])
     assert (tmp_path / "table1.md").read_text().splitlines()[0].count("(h)") == 2
+
+
+def test_lms_of_different_sizes_compare_in_one_whitened_run(checkpoints, tmp_path):
+    small = str(tmp_path / "small.npz")
+    sizes = [*SMALL, "--hidden-size", "8", "--embeddings", "joint", "--out", small]
+    assert train.main(sizes) == 0
+    assert analyse([checkpoints[0], small], tmp_path, "--whiten", "--state", "both") == 0
+    models = json.loads((tmp_path / "results.json").read_text())["models"]
+    assert [m["hidden_size"] for m in models] == [16, 8]
+    assert all(len(m["spectrum"]["h"]["sigma1"]) == 7 for m in models)
 
 
 @pytest.mark.parametrize("extra,message", [

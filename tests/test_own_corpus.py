@@ -47,6 +47,8 @@ def conllu_dir(tmp_path_factory):
     write_conllu(folder / "toy-ud-train.conllu", docs[:16])
     write_conllu(folder / "toy-ud-dev.conllu", docs[16:18])
     write_conllu(folder / "toy-ud-test.conllu", docs[18:])
+    (folder / "README.md").write_text("# Universal Dependencies - toy\n\nNot a corpus file.\n")
+    (folder / "toy-ud-train.txt").write_text("raw text, as UD releases have it\n")
     return folder
 
 
@@ -76,12 +78,31 @@ def test_word_tag_text_is_split_into_documents(tmp_path):
         corpora.load_corpus(str(path))
 
 
+def test_a_folder_of_small_files_is_split_as_one_text(tmp_path):
+    for i, sents in enumerate(corpora.generate_documents(n_docs=10, sentences_per_doc=40)):
+        write_word_tag(tmp_path / f"part{i:02d}", [sents])            # 40 sentences each
+    data = corpora.load_corpus(str(tmp_path))
+    assert all(len(data.ids[s]) > 0 for s in corpora.SPLITS)
+
+
+def test_tags_no_built_in_scheme_knows_need_a_class_file(tmp_path, capsys):
+    path = tmp_path / "odd.txt"
+    path.write_text("".join(" ".join(f"{w}/T{len(w)}" for w, _, _ in s) + "\n"
+                            for doc in corpora.generate_documents(n_docs=10) for s in doc))
+    assert corpora.load_corpus(str(path)).scheme is None
+    out = tmp_path / "odd.npz"
+    assert train.main([*SMALL, "--corpus", str(path), "--out", str(out)]) == 0
+    assert analyze.main(["--checkpoints", str(out), "--out-dir", str(tmp_path), "--no-progress"]) == 1
+    assert "no built-in classes fit the tags" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content,message", [
     ("1\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\n", "bad.conllu:1: a CoNLL-U token line has 10 tab-separated fields, "
                                              "this one has 9"),
     ("# c\n1\tthe\tthe\tDET\tAT\tNumber\t0\tdep\t_\t_\n", "bad.conllu:2: features are written"),
     ("\nx\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:2: the token id 'x' is not a number"),
     ("1\tthe\tthe\t_\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:1: the token 'the' has no UPOS tag"),
+    ("1\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_\nthe/AT\n", "bad.conllu:2: a CoNLL-U token line has 10"),
 ])
 def test_malformed_conllu_names_file_and_line(tmp_path, capsys, content, message):
     path = tmp_path / "bad.conllu"
@@ -96,6 +117,8 @@ def test_malformed_word_tag_and_missing_paths(tmp_path):
     path.write_text("the/AT cat/NN\nthe/AT dog\n")
     with pytest.raises(corpora.CorpusError, match=r"words.txt:2: 'dog' is not word/TAG"):
         corpora.load_corpus(str(path))
+    path.write_text("the/AT\tcat/NN\n")                                # tabs, but not CoNLL-U
+    assert corpora.read_tagged_files(str(path))[0][1] == [[("the", "AT", "_"), ("cat", "NN", "_")]]
     with pytest.raises(corpora.CorpusError, match="no corpus named"):
         corpora.load_corpus(str(tmp_path / "absent"))
     (tmp_path / "empty").mkdir()
