@@ -14,6 +14,7 @@ Everything the two scripts need to turn tagged text into word ids and class labe
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -438,6 +439,26 @@ def generate_planted(n_sentences: int = 20000, max_distance: int = 15, fixed_dis
         sent.append((pick(lex["verbs"]) + "s" * (not plural), "VBP" if plural else "VBZ", number))
         sents.append(sent)
     return sents
+
+
+def planted_perplexity(max_distance: int = 15, fixed_distance: bool = False,
+                       remember_number: bool = True) -> float:
+    """The lowest perplexity an LM can reach on the planted language: one that knows its grammar
+    (exactly what ``generate_planted`` draws) and, with ``remember_number=False``, one that has
+    forgotten the noun's number by the verb (two verb forms left instead of one). An LM between
+    the two keeps some of the number; at the first, all of it.
+    """
+    lex, D = PLANTED_LEXICON, max_distance
+    nats = tokens = 0.0
+    for d in ([D] if fixed_distance else range(1, D + 1)):           # equally likely distances
+        # "the" after <eos> and <eos> after the verb are certain; adjective, noun, fillers, verb
+        nats += (math.log(len(lex["group-A"]) + len(lex["group-B"])) + math.log(2 * len(lex["nouns"]))
+                 + (d - 1) * math.log(len(lex["fillers"]))
+                 + math.log(len(lex["verbs"]) * (1 if remember_number else 2)))
+        if not fixed_distance:     # when the verb comes: after j fillers, P(verb) = 1 / (D - j)
+            nats += sum(math.log((D - j) / (D - j - 1)) for j in range(d - 1)) + math.log(D - d + 1)
+        tokens += d + 4                                   # the, adjective, noun, fillers, verb, <eos>
+    return math.exp(nats / tokens)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -425,6 +425,12 @@ def train(args) -> dict:
     state["finished"] = True
     print(f"best valid ppl {state['best_valid_ppl']:.2f}, test ppl {state['test_ppl']:.2f} "
           f"({state['train_seconds'] / 60:.1f} min of training on {machine})", file=sys.stderr)
+    if args.corpus == "synthetic":
+        print(f"the planted language's perplexity: at best "
+              f"{corpora.planted_perplexity(args.max_distance, args.fixed_distance):.2f}, without "
+              f"the noun's number at the verb "
+              f"{corpora.planted_perplexity(args.max_distance, args.fixed_distance, False):.2f}",
+              file=sys.stderr)
     save_state(args, best_params, data.vocab, {"train": state, "machine": machine}, {}, args.out)
     save_last()
     return state

@@ -41,3 +41,12 @@ def brown_available():
 
 needs_brown = pytest.mark.skipif(not brown_available(),
                                  reason="the Brown corpus is not installed (set NLTK_DATA)")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_blas_thread():
+    """The tests' matrices are tiny: one BLAS thread is faster than several and does not compete
+    with the threads of the threaded sweep."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

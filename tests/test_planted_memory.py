@@ -44,14 +44,16 @@ def test_planted_language_agrees_and_is_deterministic():
 
 
 def memory_curves(tmp_path, *extra):
-    """r_abs of number and of the distractor at delays 0..K, averaged over their words' positions."""
-    path = str(tmp_path / "lm.npz")
+    """r_abs of number and of the distractor at delays 0..K, averaged over their words' positions,
+    and the LM's validation perplexity."""
+    path, out = str(tmp_path / "lm.npz"), tmp_path / "results"
     assert train.main([*SMALL, *extra, "--out", path]) == 0
-    out = tmp_path / "results"
     assert analyze.main(["--device", "cpu", "--checkpoints", path, "--out-dir", str(out), "--max-delay", str(K),
                          "--no-progress", "--average", "class"]) == 0
-    results = json.loads((out / "results.json").read_text())["models"][0]["figure2"]["c"]
-    return (np.array(results["sg-pl"]["r_abs_class"]), np.array(results["distractor"]["r_abs_class"]))
+    model = json.loads((out / "results.json").read_text())["models"][0]
+    curves = model["figure2"]["c"]
+    return (np.array(curves["sg-pl"]["r_abs_class"]), np.array(curves["distractor"]["r_abs_class"]),
+            model["valid_ppl"])
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,15 @@ def variable(tmp_path_factory):
     return memory_curves(tmp_path_factory.mktemp("variable"))
 
 
+def test_the_lm_learns_the_agreement_and_no_lm_beats_the_language(variable):
+    """Between the two bounds: the LM keeps some of the number (11.81-11.87 over four seeds)."""
+    best, forgetful = corpora.planted_perplexity(D), corpora.planted_perplexity(D, remember_number=False)
+    assert best < variable[2] < forgetful                               # 11.43 < ... < 12.53
+    assert corpora.planted_perplexity(D, fixed_distance=True) < best    # no doubt about the verb's place
+
+
 def test_number_is_remembered_more_than_the_distractor_until_the_verb(variable):
-    number, distractor = variable
+    number, distractor, _ = variable
     within, past = slice(1, D + 1), slice(D + 2, K + 1)
     assert number[within].mean() > 5 * distractor[within].mean()        # 9-15x over four seeds
     gap_within = number[within].mean() - distractor[within].mean()
@@ -71,8 +80,8 @@ def test_number_is_remembered_more_than_the_distractor_until_the_verb(variable):
 def test_memory_curve_follows_the_planted_distance(variable, tmp_path):
     """One distance D: the number is kept flat until the verb, then dropped. Distances 1..D: the
     memory fades from the start, as ever fewer verbs are still to come."""
-    fixed, _ = memory_curves(tmp_path, "--fixed-distance")
+    fixed, _, _ = memory_curves(tmp_path, "--fixed-distance")
     assert fixed[D - 1] > 0.5 * fixed[1]                                # 0.70-1.05 over four seeds
     assert fixed[D + 2] < 0.5 * fixed[D - 1]                            # 0.03-0.30
-    number, _ = variable
+    number = variable[0]
     assert number[D - 1] < 0.4 * number[1]                              # 0.12-0.25
