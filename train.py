@@ -3,6 +3,8 @@
     python train.py                                  # joint embeddings, Brown, paper's schedule
     python train.py --embeddings cbow --out checkpoints/cbow.npz
     python train.py --max-train-tokens 200000 --epochs 2 --out /tmp/quick.npz
+    python train.py --corpus synthetic --out checkpoints/synthetic.npz      # planted memory
+    python train.py --corpus ud/en_ewt/ --out checkpoints/ewt.npz           # your CoNLL-U files
 
 Writes ``--out`` (the best model by validation perplexity) and ``<out>.last.npz`` (everything
 needed to ``--resume``: weights, carried state, RNG state, position in the epoch). Ctrl-C saves
@@ -29,10 +31,9 @@ FORMAT = "lstm-memory-lm/1"
 # settings that define the model and its data: fixed at the start, restored by --resume
 MAX_EPOCHS = 39      # the authors' configuration
 MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *corpora.CORPUS_OPTIONS,
-                  "embedding_size",
-                  "hidden_size", "embeddings", "seed", "batch_size", "num_steps", "dropout", "lr", "lr_decay",
-                  "decay_after", "max_grad_norm", "init_scale", "min_improvement", "dtype",
-                  "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
+                  "embedding_size", "hidden_size", "embeddings", "seed", "batch_size", "num_steps",
+                  "dropout", "lr", "lr_decay", "decay_after", "max_grad_norm", "init_scale",
+                  "min_improvement", "dtype", "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
                   "cbow_epochs", "cbow_lr")
 
 

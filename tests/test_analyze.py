@@ -158,5 +158,15 @@ def test_help_lists_the_options():
     out = subprocess.run([sys.executable, "analyze.py", "--help"], cwd=ROOT, text=True,
                          capture_output=True, check=True).stdout
     for option in ("--checkpoints", "--split", "--max-delay", "--state", "--max-tokens",
-                   "--out-dir", "--device", "--whiten"):
+                   "--out-dir", "--device", "--whiten", "--average", "--classes", "--property",
+                   "--frequency-bins"):
         assert option in out
+
+
+@pytest.mark.parametrize("argv", [["--frequency-bins", "1000", "100"], ["--frequency-bins", "0"],
+                                  ["--property", "Number=Sing"], ["--property", "a:b:c"],
+                                  ["--average", "words"]])
+def test_impossible_options_stop_at_the_command_line(argv, capsys):
+    with pytest.raises(SystemExit):
+        analyze.parse_args(argv)
+    assert "error:" in capsys.readouterr().err

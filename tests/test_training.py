@@ -168,6 +168,9 @@ def test_help_and_impossible_options():
     bad = subprocess.run([sys.executable, "train.py", "--dropout", "1.5"], cwd=ROOT, text=True,
                          capture_output=True)
     assert bad.returncode == 2 and "--dropout must be in [0, 1)" in bad.stderr
+    assert "--fixed-distance" in help_text and "--tag-column" in help_text
+    with pytest.raises(SystemExit):
+        train.parse_args(["--corpus", "brown", "--fixed-distance"])      # a synthetic-only option
 
 
 def test_no_early_stop_before_the_learning_rate_decays(tmp_path, monkeypatch):
