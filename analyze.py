@@ -154,8 +154,8 @@ def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
     """
     analyses = corpora.majority_analyses(data, "train", min_count=min_count)
     names = list(scheme.pos)
-    pos = [None if a is None or scheme.pos_index(*a) < 0 else names[scheme.pos_index(*a)]
-           for a in analyses]
+    index = [-1 if a is None else scheme.pos_index(*a) for a in analyses]
+    pos = [names[i] if i >= 0 else None for i in index]
     classes = {"tags": [None if a is None else a[0] for a in analyses], "pos": pos,
                "noun_tags": [a[0] if p == "nouns" else None for a, p in zip(analyses, pos)]}
     for prop, sides in scheme.properties.items():
@@ -253,8 +253,9 @@ def memory_curves(G_bar, d, length, n):
     curves = {"r": [], "r_abs": [], "m": [], f"cos_H{n}": []}
     for G in G_bar:
         defined = not np.isnan(G).any()
-        curves["r"].append(float(np.linalg.norm(G @ d)) if defined else None)
-        curves["r_abs"].append(float(length * np.linalg.norm(G @ d)) if defined else None)
+        r = float(np.linalg.norm(G @ d)) if defined else None
+        curves["r"].append(r)
+        curves["r_abs"].append(length * r if defined else None)
         curves["m"].append(lm.relative_memory(G, d) if defined else None)
         curves[f"cos_H{n}"].append(lm.subspace_cosine(G, d, n) if defined else None)
     return curves
