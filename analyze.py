@@ -396,8 +396,8 @@ def table2(models, tasks, seeds, progress=True):
     rows = {}
     for task, spec in tqdm(tasks.items(), desc="Table 2", leave=False, disable=not progress):
         datasets = {name: task_dataset(model["classes"], spec) for name, model in models.items()}
-        too_small = [collections.Counter(labels) for _, labels in datasets.values()
-                     if len(set(labels)) < 2 or min(collections.Counter(labels).values()) < 2]
+        counts = [collections.Counter(labels) for _, labels in datasets.values()]
+        too_small = [c for c in counts if len(c) < 2 or min(c.values()) < 2]
         if too_small:
             print(f"note: Table 2 row {task} left out: it needs two classes of at least two words "
                   f"each, and has {dict(too_small[0])}", file=sys.stderr)

@@ -226,8 +226,9 @@ def guess_scheme(tags):
         scheme = builtin_scheme(name)
         return sum(n for tag, n in counts.items() if scheme.pos_index(tag) >= 0)
 
-    best = max(("upos", "treebank", "brown"), key=covered)
-    return best if covered(best) >= sum(counts.values()) / 3 else None
+    coverage = {name: covered(name) for name in ("upos", "treebank", "brown")}
+    best = max(coverage, key=coverage.get)
+    return best if coverage[best] >= sum(counts.values()) / 3 else None
 
 
 def check_tags_exist(scheme: Scheme, tags) -> None:
