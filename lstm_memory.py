@@ -296,38 +296,46 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
 # 6. word2vec CBOW with negative sampling (the embeddings of the paper's second LM)
 # ----------------------------------------------------------------------------------------------
 
-def cbow_loss_and_grads(W_in, W_out, contexts, context_mask, centers, negatives):
-    """CBOW negative-sampling loss on a batch of windows, and its gradients (Mikolov et al. 2013).
+def context_mean(W_in, contexts, context_mask):
+    """h_n = mean of W_in[contexts[n, j]] over the j with context_mask[n, j] = 1.
 
-    Equations (per example n; s = sigmoid):
-        h_n = mean of W_in[contexts[n, j]] over the j with context_mask[n, j] = 1
-        L = - sum_n [ log s(h_n . W_out[center_n]) + sum_k log s(-h_n . W_out[neg_nk]) ]
+    Args: W_in (V, E); contexts (N, 2w) ids; context_mask (N, 2w) 1 for a context word, 0 for padding.
+    Returns: h (N, E).
+    """
+    return ((W_in[contexts] * context_mask[:, :, None]).sum(axis=1)
+            / context_mask.sum(axis=1, keepdims=True))                     # (N, E)
+
+
+def cbow_loss_and_grads(h, W_out, centers, negatives):
+    """CBOW negative-sampling loss of a batch of context means, and its gradients (Mikolov et al. 2013).
+
+    Equations (per example n; s = sigmoid; a negative equal to the centre word is skipped, as in
+    word2vec.c, by a weight m_nk = [neg_nk != center_n]):
+        L = - sum_n [ log s(h_n . W_out[center_n]) + sum_k m_nk log s(-h_n . W_out[neg_nk]) ]
 
     Args:
-        W_in, W_out: (V, E) input (the embeddings) and output vectors.
-        contexts: (N, 2w) ids, context_mask: (N, 2w) 1 for a real context word, 0 for padding.
+        h: (N, E) context means (``context_mean``).   W_out: (V, E) output vectors.
         centers: (N,) ids.   negatives: (N, k) ids.
     Returns:
-        loss (float, summed over the batch), dW_in (V, E), dW_out (V, E) (dense, for clarity).
+        loss (float, summed over the batch), dh (N, E) = dL/dh_n, dW_out (V, E) (dense, for clarity).
+        word2vec.c adds -lr * dh_n, undivided, to the vector of every context word of example n
+        (``train.cbow_step``); dL/dW_in would be dh_n / |context_n|.
     """
-    xp = get_array_module(W_in)
-    n_ctx = context_mask.sum(axis=1, keepdims=True)                        # (N, 1)
-    h = (W_in[contexts] * context_mask[:, :, None]).sum(axis=1) / n_ctx    # (N, E)
+    xp = get_array_module(h)
     targets = xp.concatenate([centers[:, None], negatives], axis=1)        # (N, 1+k)
-    labels = xp.zeros(targets.shape, dtype=W_in.dtype)
+    labels = xp.zeros(targets.shape, dtype=h.dtype)
     labels[:, 0] = 1.0                                                     # 1 = real, 0 = noise
+    weight = (targets != centers[:, None]).astype(h.dtype)                 # (N, 1+k)
+    weight[:, 0] = 1.0
     score = xp.einsum("ne,nke->nk", h, W_out[targets])                     # (N, 1+k)
     sign = 2.0 * labels - 1.0
-    loss = float(-xp.log(sigmoid(sign * score)).sum())
-    dscore = sigmoid(score) - labels                                       # through -log s(+-score)
+    loss = float(-(weight * xp.log(sigmoid(sign * score))).sum())
+    dscore = weight * (sigmoid(score) - labels)                            # through -log s(+-score)
     dW_out = xp.zeros_like(W_out)
     scatter_add_rows(dW_out, targets.reshape(-1),
                      (dscore[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
     dh = xp.einsum("nk,nke->ne", dscore, W_out[targets])                   # (N, E)
-    dctx = (dh / n_ctx)[:, None, :] * context_mask[:, :, None]             # through the mean
-    dW_in = xp.zeros_like(W_in)
-    scatter_add_rows(dW_in, contexts.reshape(-1), dctx.reshape(-1, h.shape[1]))
-    return loss, dW_in, dW_out
+    return loss, dh, dW_out
 
 
 # ----------------------------------------------------------------------------------------------

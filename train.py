@@ -71,8 +71,9 @@ def parse_args(argv=None):
     opt.add_argument("--epochs", type=int, default=None,
                      help=f"at most this many epochs ({MAX_EPOCHS}, the authors' setting; --resume "
                           "keeps the interrupted run's value unless this is given)")
-    opt.add_argument("--min-improvement", type=float, default=0.0,
-                     help="after the first --decay-after epochs, stop when an epoch lowers validation "
+    opt.add_argument("--min-improvement", type=float, default=None,
+                     help="early stopping (off by default, as in the authors' configuration): after "
+                          "the first --decay-after epochs, stop when an epoch lowers validation "
                           "perplexity by less than this fraction of the best so far (0: stop once "
                           "it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
@@ -81,7 +82,8 @@ def parse_args(argv=None):
     w2v.add_argument("--cbow-sample", type=float, default=1e-3)
     w2v.add_argument("--cbow-min-count", type=int, default=5)
     w2v.add_argument("--cbow-epochs", type=int, default=5)
-    w2v.add_argument("--cbow-lr", type=float, default=0.025, help="decays linearly to 0")
+    w2v.add_argument("--cbow-lr", type=float, default=0.05,
+                     help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
     run.add_argument("--out", default="checkpoints/joint.npz", help="best checkpoint (.npz)")
     run.add_argument("--resume", action="store_true", help="continue from <out>.last.npz")
@@ -138,27 +140,57 @@ def machine_name(xp) -> str:
 # word2vec CBOW embeddings (the paper's second LM)
 # ----------------------------------------------------------------------------------------------
 
-def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count=5, epochs=5,
-               lr=0.025, seed=0, batch_size=128, progress=True, xp=np):
-    """word2vec CBOW with negative sampling, minibatched, with word2vec's defaults.
+def cbow_step(W_in, W_out, contexts, context_mask, centers, negatives, rate):
+    """One word2vec.c CBOW update of a batch of windows, in place; returns the batch's loss.
 
-    As in word2vec: words rarer than ``min_count`` are skipped (they keep their initial vectors),
-    frequent words are sub-sampled (keep probability (sqrt(f / (s N)) + 1) s N / f), the window is
-    shrunk at random to 1..window, negatives are drawn from the unigram distribution to the 3/4,
-    and the learning rate falls linearly from ``lr`` to 0 over the words read (before sub-sampling)
-    in all epochs. Unlike word2vec, each context vector gets the exact gradient of the mean (word2vec
-    adds the undivided error to each), and windows run across sentence ends (``<eos>`` is a word).
+    As word2vec.c (cbow_mean = 1): h = mean of the context vectors, the error
+    neu1e = -rate * dL/dh is added undivided to the vector of every context word, and
+    W_out[target] -= rate * dL/dW_out[target]; both use W_out from before the update.
+
+    Args: W_in, W_out (V, E), updated in place; contexts, context_mask (N, 2w); centers (N,);
+    negatives (N, k); rate: the learning rate of this batch.
+    """
+    h = lm.context_mean(W_in, contexts, context_mask)                       # (N, E)
+    loss, dh, dW_out = lm.cbow_loss_and_grads(h, W_out, centers, negatives)
+    words = contexts.reshape(-1)[context_mask.reshape(-1) > 0]              # (M,) real context words
+    errors = lm.get_array_module(dh).repeat(-rate * dh, contexts.shape[1], axis=0)   # (N * 2w, E)
+    lm.scatter_add_rows(W_in, words, errors[context_mask.reshape(-1) > 0])  # neu1e, undivided
+    W_out -= rate * dW_out
+    return loss
+
+
+def train_cbow(ids, V: int, E: int, eos_id=None, window=5, negative=5, sample=1e-3, min_count=5,
+               epochs=5, lr=0.05, seed=0, batch_size=128, progress=True, xp=np):
+    """word2vec CBOW with negative sampling at word2vec.c's defaults, minibatched.
+
+    As in word2vec.c: words rarer than ``min_count`` are skipped (they keep their initial vectors);
+    a window never crosses a sentence end: ``eos_id`` (word2vec's ``</s>``) ends the sentence and is
+    itself never a centre or a context word (it keeps its initial vector U(-0.5/E, 0.5/E));
+    frequent words are sub-sampled (keep probability (sqrt(f / (s N)) + 1) s N / f, N the words
+    read, ``</s>`` included); the window is shrunk at random to 1..window; negatives are drawn from
+    the unigram distribution to the 3/4; the learning rate (0.05, CBOW's default) falls linearly
+    to 0 over the words read in all epochs; the update rule is ``cbow_step``. Unlike word2vec.c,
+    ``batch_size`` centres are updated at once (their gradients summed), as its threads do without
+    locks.
 
     Returns W_in (V, E), the embeddings, on ``xp``, and the loss per epoch (list of floats).
     """
     rng = np.random.default_rng(seed)
     counts = np.bincount(ids, minlength=V).astype(np.float64)
-    kept_vocab = counts >= min_count
-    stream = ids[kept_vocab[ids]]
+    in_vocab = counts >= min_count
+    if eos_id is not None:
+        in_vocab[eos_id] = True
+    stream = ids[in_vocab[ids]]                    # the words word2vec reads (N,)
     total = stream.size
+    sentence = (np.cumsum(stream == eos_id) if eos_id is not None   # sentence number per word (N,)
+                else np.zeros(total, dtype=np.int64))
     keep_prob = np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
                            / np.maximum(counts, 1))
-    noise = np.where(kept_vocab, counts, 0.0) ** 0.75
+    if eos_id is not None:
+        keep_prob[eos_id] = 0.0                    # </s> ends a sentence; it is never trained
+    noise = np.where(in_vocab, counts, 0.0) ** 0.75
+    if eos_id is not None:
+        noise[eos_id] = 0.0
     noise /= noise.sum()
     W_in = xp.asarray(rng.uniform(-0.5 / E, 0.5 / E, (V, E)))        # (V, E)
     W_out = xp.zeros((V, E))                                           # (V, E)
@@ -166,7 +198,7 @@ def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count
     losses = []
     for epoch in range(epochs):
         kept = np.flatnonzero(rng.random(total) < keep_prob[stream])  # positions that survive
-        words = stream[kept]                                           # sub-sampled text
+        words, sentences = stream[kept], sentence[kept]                # sub-sampled text (n,)
         n = words.size
         loss_sum = 0.0
         bar = tqdm(range(0, n, batch_size), desc=f"cbow epoch {epoch + 1}/{epochs}",
@@ -174,18 +206,20 @@ def train_cbow(ids, V: int, E: int, window=5, negative=5, sample=1e-3, min_count
         for start in bar:
             centers = np.arange(start, min(start + batch_size, n))     # (N,) positions
             reach = window - rng.integers(0, window, centers.size)     # (N,) shrunk window
-            positions = centers[:, None] + offsets                     # (N, 2w)
-            mask = (np.abs(offsets) <= reach[:, None]) & (positions >= 0) & (positions < n)
-            contexts = words[np.clip(positions, 0, n - 1)]
+            positions = np.clip(centers[:, None] + offsets, 0, n - 1)  # (N, 2w)
+            mask = ((np.abs(offsets) <= reach[:, None])
+                    & (centers[:, None] + offsets >= 0) & (centers[:, None] + offsets < n)
+                    & (sentences[positions] == sentences[centers][:, None]))   # same sentence
+            has_context = mask.any(axis=1)                             # word2vec skips cw = 0
+            centers, positions, mask = centers[has_context], positions[has_context], mask[has_context]
+            if centers.size == 0:
+                continue
             negatives = rng.choice(V, size=(centers.size, negative), p=noise)
             done = (epoch * total + kept[centers[0]]) / (epochs * total)  # words read, as word2vec
             rate = lr * max(1e-4, 1.0 - done)
-            loss, dW_in, dW_out = lm.cbow_loss_and_grads(
-                W_in, W_out, xp.asarray(contexts), xp.asarray(mask, dtype=W_in.dtype),
-                xp.asarray(words[centers]), xp.asarray(negatives))
-            W_in -= rate * dW_in
-            W_out -= rate * dW_out
-            loss_sum += loss
+            loss_sum += cbow_step(W_in, W_out, xp.asarray(words[positions]),
+                                  xp.asarray(mask, dtype=W_in.dtype), xp.asarray(words[centers]),
+                                  xp.asarray(negatives), rate)
         losses.append(loss_sum / max(n, 1))
         print(f"cbow epoch {epoch + 1}: loss per word {losses[-1]:.4f}", file=sys.stderr)
     return W_in, losses
@@ -320,6 +354,7 @@ def train(args) -> dict:
                  "cbow": None}
         if args.embeddings == "cbow":
             W_in, losses = train_cbow(data.ids["train"], V, args.embedding_size,
+                                      eos_id=data.word_to_id.get(corpora.EOS),
                                       window=args.cbow_window, negative=args.cbow_negative,
                                       sample=args.cbow_sample, min_count=args.cbow_min_count,
                                       epochs=args.cbow_epochs, lr=args.cbow_lr, seed=args.seed,
@@ -328,8 +363,12 @@ def train(args) -> dict:
             probes = ["man", "city", "said", "good", "he", "two", "war", "water"]
             state["cbow"] = {"loss_per_epoch": losses,
                              "neighbours": nearest_neighbours(W_in, data.vocab, probes)}
+            norms = np.linalg.norm(lm.to_numpy(W_in), axis=1)          # (V,)
+            index = data.word_to_id
             for word, near in state["cbow"]["neighbours"].items():
-                print(f"  cbow neighbours of {word!r}: {', '.join(near)}", file=sys.stderr)
+                listed = ", ".join(f"{w} ({norms[index[w]]:.2f})" for w in near)
+                print(f"  cbow neighbours of {word!r} ({norms[index[word]]:.2f}): {listed}  "
+                      f"[vector norms in brackets]", file=sys.stderr)
             np.save(os.path.splitext(args.out)[0] + ".cbow.npy", lm.to_numpy(W_in))
         h = xp.zeros((args.batch_size, args.hidden_size), dtype=dtype)
         c = xp.zeros_like(h)
@@ -404,7 +443,8 @@ def train(args) -> dict:
                   f"valid ppl {valid_ppl:.2f}", file=sys.stderr)
             best = state["best_valid_ppl"]
             # no stopping while the learning rate is still at its start: the decay brings the gains
-            improved = (best is None or epoch + 1 <= args.decay_after
+            improved = (args.min_improvement is None or best is None
+                        or epoch + 1 <= args.decay_after
                         or valid_ppl < best * (1.0 - args.min_improvement))
             if best is None or valid_ppl < best:
                 state["best_valid_ppl"] = valid_ppl

@@ -80,6 +80,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 @given(seed=st.integers(0, 10**6), N=st.integers(1, 4), E=dims, window=st.integers(1, 3),
        k=st.integers(1, 3))
 def test_cbow_gradients_match_finite_differences(seed, N, E, window, k):
+    """dL/dh (the context mean, which word2vec adds to every context vector) and dL/dW_out."""
     rng = np.random.default_rng(seed)
     V = int(rng.integers(3, 9))
     W_in, W_out = rng.normal(size=(V, E)), rng.normal(size=(V, E))
@@ -87,10 +88,11 @@ def test_cbow_gradients_match_finite_differences(seed, N, E, window, k):
     mask = (rng.random((N, 2 * window)) < 0.7).astype(np.float64)
     mask[:, 0] = 1.0                                                   # at least one context word
     centers, negatives = rng.integers(0, V, N), rng.integers(0, V, (N, k))
+    h = lm.context_mean(W_in, contexts, mask)
 
     def loss(_):
-        return lm.cbow_loss_and_grads(W_in, W_out, contexts, mask, centers, negatives)[0]
+        return lm.cbow_loss_and_grads(h, W_out, centers, negatives)[0]
 
-    _, dW_in, dW_out = lm.cbow_loss_and_grads(W_in, W_out, contexts, mask, centers, negatives)
-    np.testing.assert_allclose(dW_in, numerical_gradient(loss, W_in), **TOL)
+    _, dh, dW_out = lm.cbow_loss_and_grads(h, W_out, centers, negatives)
+    np.testing.assert_allclose(dh, numerical_gradient(loss, h), **TOL)
     np.testing.assert_allclose(dW_out, numerical_gradient(loss, W_out), **TOL)
