@@ -329,7 +329,7 @@ def cbow_loss_and_grads(h, W_out, centers, negatives):
     weight[:, 0] = 1.0
     score = xp.einsum("ne,nke->nk", h, W_out[targets])                     # (N, 1+k)
     sign = 2.0 * labels - 1.0
-    loss = float(-(weight * xp.log(sigmoid(sign * score))).sum())
+    loss = float((weight * xp.logaddexp(0.0, -sign * score)).sum())        # -log s(y) = log(1 + e^-y)
     dscore = weight * (sigmoid(score) - labels)                            # through -log s(+-score)
     dW_out = xp.zeros_like(W_out)
     scatter_add_rows(dW_out, targets.reshape(-1),

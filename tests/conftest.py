@@ -30,6 +30,16 @@ def numerical_gradient(f, x, eps=1e-6):
     return grad
 
 
+SMALL_LM_ARGS = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size",
+                 "16", "--batch-size", "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1"]
+
+
+@pytest.fixture
+def small_lm_args():
+    """train.py options of a small LM on the generated corpus (trains in about a second an epoch)."""
+    return list(SMALL_LM_ARGS)
+
+
 def brown_available():
     try:
         import nltk
