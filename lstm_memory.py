@@ -13,6 +13,7 @@ Read top to bottom, like the paper:
   8. measures         SVD of the average gradient (eq. 1), property vectors (eq. 2),
                       cos(d, H_n) (eq. 3-4), relative memory m (eq. 5-6), whitening
   9. checkpoints      one .npz per model, written atomically, refused with one sentence when wrong
+ 10. demo             ``python lstm_memory.py``: forward mode next to finite differences, then eq. 1
 
 Letters: B streams, T steps per window, E embedding size, H state size, V vocabulary, K largest delay.
 ``dX`` is always dLoss/dX; forward-mode tangents are ``Jc`` and ``Jh``.
@@ -435,6 +436,19 @@ class StateGradientSums:
     def add(self, J, labels_at_source):
         """Add G_{t,k} (slot k of J: (B, K+1, 2H, E)) to the sums of each class of x_{t-k}.
 
+        Equal to the naive loop (tests/test_state_gradients.py::
+        test_streaming_sums_equal_brute_force_average proves it):
+
+            for name, labels in labels_at_source.items():
+                for b in range(B):
+                    for k in range(K + 1):
+                        if labels[b, k] >= 0:
+                            C = offsets[name] + labels[b, k]
+                            sums[k, C] += J[b, k];  counts[k, C] += 1
+
+        done as one batched product: a one-hot (K+1, C, B) matrix of "position b is in class C
+        at delay k" times J seen as (K+1, B, 2HE).
+
         Args:
             labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
         """
@@ -568,15 +582,22 @@ def right_singular_vectors(G_bar):
 
 
 def property_vector(embeddings, words_a, words_b):
-    """Eq. (2): d_{a-b} = mean embedding of class a - mean embedding of class b, unit length.
+    """Eq. (2): d_{a-b} = mean embedding of class a - mean embedding of class b, then d <- d / |d|.
 
     Args:
         embeddings: (V, E).   words_a, words_b: ids of the words of each class (word types).
+    Returns:
+        d (E,) of unit length, and |mean_a - mean_b| (float), the length it had before eq. (2)
+        scaled it (r * length = |Gbar (mean_a - mean_b)|, the state's response to the property).
     """
     if len(words_a) == 0 or len(words_b) == 0:
         raise ValueError("a property needs words in both classes")
-    d = embeddings[np.asarray(words_a)].mean(axis=0) - embeddings[np.asarray(words_b)].mean(axis=0)
-    return d / np.linalg.norm(d)
+    difference = (embeddings[np.asarray(words_a)].mean(axis=0)
+                  - embeddings[np.asarray(words_b)].mean(axis=0))                # (E,)
+    length = float(np.linalg.norm(difference))
+    if length == 0.0:
+        raise ValueError("the two classes of a property have the same mean embedding")
+    return difference / length, length
 
 
 def subspace_cosine(G_bar, d, n: int):
@@ -591,9 +612,9 @@ def subspace_cosine(G_bar, d, n: int):
 
 
 def relative_memory(G_bar, d):
-    """Eq. (5-6): r = |Gbar d| and m = r / sigma_1 (m = 1 when d is v_1)."""
-    sigma_1 = singular_values(G_bar)[0]
-    return float(np.linalg.norm(G_bar @ d) / sigma_1)
+    """Eq. (5-6): r = |Gbar d| and m = r / sigma_1 (m = 1 when d is v_1). Returns (r, m)."""
+    r = float(np.linalg.norm(G_bar @ d))
+    return r, r / float(singular_values(G_bar)[0])
 
 
 def whitening(embeddings):
@@ -611,9 +632,8 @@ def whiten_gradient(G_bar, D):
 
 
 def whiten_vector(d, D):
-    """A property vector (E,) in the whitened embedding space: d -> D^-1 d, unit length again."""
-    d_white = np.linalg.solve(D, d)
-    return d_white / np.linalg.norm(d_white)
+    """A vector (E,) of the embedding space in the whitened space: d -> D^-1 d (not rescaled)."""
+    return np.linalg.solve(D, d)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,3 +709,53 @@ def load_checkpoint(path: str):
     if len(vocab) != V:
         raise CheckpointError(f"{path} is inconsistent: {len(vocab)} words for {V} embeddings")
     return params, vocab, meta, arrays
+
+
+# ----------------------------------------------------------------------------------------------
+# 10. A ten-second demo: python lstm_memory.py
+# ----------------------------------------------------------------------------------------------
+
+def demo(seed: int = 0, T: int = 8, k: int = 3):
+    """A tiny random LSTM reads T random words; prints G_{T-1,k} = dc_{T-1}/dx_{T-1-k} by the
+    forward-mode recurrence next to central finite differences, then sigma_1 and the sum of the
+    singular values of Gbar_tau (eq. 1) over a longer random text."""
+    rng = np.random.default_rng(seed)
+    V, E, H = 7, 3, 4
+    params = init_params(V, E, H, seed=seed, scale=0.8, dtype=np.float64)
+    params["b"] = rng.normal(0.0, 0.5, 4 * H)                       # non-zero biases
+    X = params["embedding"][rng.integers(0, V, T)][None]             # (1, T, E) one stream
+
+    def final_c(X):
+        c = h = np.zeros((1, H))
+        for t in range(T):
+            h, c, _ = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
+        return c[0]                                                  # (H,)
+
+    J = np.zeros((1, k + 1, 2 * H, E))                               # tangents [Jc; Jh]
+    h = c = np.zeros((1, H))
+    for t in range(T):
+        h, c, cache = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
+        J = state_gradient_step(J, cache, params["W_x"], params["W_h"])
+    forward_mode = J[0, k, :H]                                       # (H, E)
+    finite_differences = np.zeros((H, E))
+    eps = 1e-6
+    for e in range(E):
+        step = np.zeros_like(X)
+        step[0, T - 1 - k, e] = eps
+        finite_differences[:, e] = (final_c(X + step) - final_c(X - step)) / (2 * eps)
+    np.set_printoptions(precision=6, suppress=True)
+    print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1}, forward mode (H = {H} rows, E = {E} columns):")
+    print(forward_mode)
+    print("central finite differences:")
+    print(finite_differences)
+    print(f"largest difference: {np.abs(forward_mode - finite_differences).max():.1e}\n")
+    streams = rng.integers(0, V, (4, 200))                           # (B, N) random text
+    G_bar = sweep_state_gradients(params, streams, {}, {}, K=6).mean("all", "c")[0]   # (K+1, H, E)
+    S = singular_values(G_bar)                                       # (K+1, min(H, E))
+    print("Gbar_tau over 4 x 200 random words (eq. 1): tau, sigma_1, sum of sigma")
+    for tau, s in enumerate(S):
+        print(f"  {tau}  {s[0]:.4f}  {s.sum():.4f}")
+
+
+if __name__ == "__main__":
+    demo()

@@ -131,7 +131,8 @@ def test_measures_of_the_top_singular_vector(args):
     G = np.random.default_rng(seed).normal(size=(H, E))
     V, S = lm.right_singular_vectors(G)
     assert np.isclose(lm.subspace_cosine(G, V[:, 0], 1), 1.0)
-    assert np.isclose(lm.relative_memory(G, V[:, 0]), 1.0)
+    r, m = lm.relative_memory(G, V[:, 0])
+    assert np.isclose(m, 1.0) and np.isclose(r, S[0])
     np.testing.assert_allclose(S, lm.singular_values(G))
 
 
@@ -142,7 +143,8 @@ def test_measures_are_bounded_and_cosine_grows_with_n(args):
     G = rng.normal(size=(H, E))
     d = rng.normal(size=E)
     d /= np.linalg.norm(d)
-    assert 0.0 <= lm.relative_memory(G, d) <= 1.0 + 1e-12
+    r, m = lm.relative_memory(G, d)
+    assert 0.0 <= m <= 1.0 + 1e-12 and np.isclose(r, np.linalg.norm(G @ d))
     rank = min(H, E)
     cosines = [lm.subspace_cosine(G, d, n) for n in range(1, rank + 1)]
     assert all(0.0 <= c <= 1.0 + 1e-12 for c in cosines)
@@ -155,10 +157,13 @@ def test_measures_are_bounded_and_cosine_grows_with_n(args):
 
 def test_property_vector_is_the_unit_difference_of_class_means():
     emb = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
-    d = lm.property_vector(emb, [0, 1], [2, 3])                       # (2, 0) - (0, 3)
+    d, length = lm.property_vector(emb, [0, 1], [2, 3])               # (2, 0) - (0, 3)
     np.testing.assert_allclose(d, np.array([2.0, -3.0]) / np.sqrt(13))
+    assert np.isclose(length, np.sqrt(13))
     with pytest.raises(ValueError):
         lm.property_vector(emb, [], [1])
+    with pytest.raises(ValueError, match="same mean"):
+        lm.property_vector(emb, [0, 1], [1, 0])
 
 
 @given(matrices)
@@ -172,10 +177,22 @@ def test_whitening_leaves_the_map_from_embeddings_to_state_unchanged(args):
     np.testing.assert_allclose(np.cov(white.T), np.eye(E), atol=1e-8)
     np.testing.assert_allclose(lm.whiten_gradient(G, D) @ np.linalg.solve(D, emb.T), G @ emb.T,
                                atol=1e-8)
-    # the whitened d is the difference of the whitened class means, unit length
+    # the whitened difference is the difference of the whitened class means
     a, b = [0, 1, 2], [3, 4]
-    d_white = lm.whiten_vector(lm.property_vector(emb, a, b), D)
-    np.testing.assert_allclose(d_white, lm.property_vector(white, a, b), atol=1e-8)
+    d, length = lm.property_vector(emb, a, b)
+    d_white, length_white = lm.property_vector(white, a, b)
+    np.testing.assert_allclose(lm.whiten_vector(length * d, D), length_white * d_white, atol=1e-8)
+
+
+def test_the_demo_prints_forward_mode_next_to_finite_differences():
+    """``python lstm_memory.py``, the first thing a reader runs."""
+    import re
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, lm.__file__], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(re.search(r"largest difference: (\S+)", out.stdout).group(1)) < 1e-8
+    assert "sigma_1" in out.stdout
 
 
 @pytest.mark.skipif(not lm.gpu_available(), reason="needs CuPy and a CUDA device")
