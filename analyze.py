@@ -9,32 +9,36 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
 
   figure1.png/.pdf   sigma_1 and sum of singular values of Gbar_tau against delay tau (paper Fig. 1)
   table1.md/.csv     sigma_1 at tau = 0 per part of speech, normalised in brackets (Table 1)
+  table1_bands.md    Table 1 within frequency-rank bands of the vocabulary
   table2.md/.csv     accuracy of logistic regression predicting POS classes from embeddings (Table 2)
   figure2.png/.pdf   relative memory m and cos(d, H_n) for each property, e.g. sg-pl (Figure 2)
   response.png/.pdf  |Gbar_tau (mean_a - mean_b)| for each property: Figure 2 before normalising d
   frequency.png/.pdf sigma_1 against delay for words of a few frequency bins
   results.json       every number behind them
 
-With --state both, the figures show the cell state c and the hidden state h side by side. The
-classes (Table 1) and properties (Figure 2) come from the corpus kind's built-in scheme
-(corpus.SCHEMES) or from --classes FILE.
+A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
+normalisation). The sweeps' sums are saved first (--sweep-cache): a rerun with the same checkpoints
+and text reuses them, so --whiten or another --property costs seconds. Exit status: 0 done,
+1 error, 2 usage, 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import csv
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 
 import numpy as np
 from tqdm import tqdm
 
-import corpus as corpora
+import corpus
 import lstm_memory as lm
 
 POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of their classes
@@ -45,6 +49,20 @@ POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of 
 ]
 MIN_WORD_COUNT = 5   # word types rarer than this in training are in no class (CBOW's min count)
 STATES = {"c": ("c",), "h": ("h",), "both": ("c", "h")}
+HELD_OUT = 0.2       # Table 2: share of the word types scored once
+
+
+def at_least(low, kind=int):
+    """An argparse type: a number >= low, refused with its range in the message."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: at least {low}")
+        return value
+    return parse
 
 
 def parse_args(argv=None):
@@ -54,50 +72,54 @@ def parse_args(argv=None):
                    default=["checkpoints/joint.npz", "checkpoints/cbow.npz"],
                    help="LM checkpoints written by train.py (one colour/panel each; they may differ "
                         "in --hidden-size: add --whiten to compare their singular values)")
-    p.add_argument("--split", default="valid", choices=corpora.SPLITS, help="evaluation text")
-    p.add_argument("--max-delay", type=int, default=30, help="K: delays 0..K")
+    p.add_argument("--split", default="valid", choices=corpus.SPLITS, help="evaluation text")
+    p.add_argument("--max-delay", type=at_least(0), default=30, help="K: delays 0..K")
     p.add_argument("--state", default="c", choices=tuple(STATES),
                    help="c: LSTM cell state (the paper's); h: hidden state (its future work); "
                         "both: c and h side by side")
-    p.add_argument("--top-n", type=int, default=5, help="n of cos(d, H_n) in Figure 2")
+    p.add_argument("--top-n", type=at_least(1), default=5,
+                   help="n of cos(d, H_n) in Figure 2 (at most min(H, E))")
     p.add_argument("--average", default="all", choices=("all", "class"),
                    help="Figure 2's Gbar_tau: over all positions (eq. 1, the paper's) or over the "
                         "positions whose word at t - tau is of the property's two classes "
-                        "(results.json has both)")
+                        "(results.json then has both)")
     p.add_argument("--classes", default=None, metavar="FILE",
-                   help="class file (format: README, 'Classes of your own') instead of the "
-                        "corpus kind's built-in classes")
+                   help="class file (format: docs/own-text.md) instead of the corpus kind's "
+                        "built-in classes")
     p.add_argument("--property", action="append", default=[], metavar="A:B",
                    help="one more property d_{A-B} for Figure 2: two classes of the scheme or "
                         "CoNLL-U features, e.g. Tense=Past:Tense=Pres (repeatable)")
-    p.add_argument("--frequency-bins", type=int, nargs="+", default=[100, 1000, 5000],
-                   metavar="RANK", help="frequency-rank edges of the word bins of frequency.png")
-    p.add_argument("--max-tokens", type=int, default=None, help="analyse the first N tokens only")
-    p.add_argument("--batch-size", type=int, default=20, help="parallel streams of the text")
+    p.add_argument("--frequency-bins", type=at_least(1), nargs="+", default=[100, 1000, 5000],
+                   metavar="RANK", help="frequency-rank edges of the word bins (frequency.png, "
+                                        "table1_bands.md)")
+    p.add_argument("--max-tokens", type=at_least(1), default=None,
+                   help="analyse the first N tokens only")
+    p.add_argument("--batch-size", type=at_least(1), default=20, help="parallel streams of the text")
     p.add_argument("--whiten", action="store_true",
                    help="whiten the embedding space (Cholesky factor of its covariance) so that "
                         "singular values of different LMs share one scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
+    p.add_argument("--sweep-cache", default="checkpoints/sweeps", metavar="DIR",
+                   help="where the sweeps' sums are kept for reruns")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-    p.add_argument("--workers", type=int, default=os.cpu_count(),
+    p.add_argument("--workers", type=at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")
-    p.add_argument("--classifier-seeds", type=int, default=1,
+    p.add_argument("--classifier-seeds", type=at_least(1), default=1,
                    help="initialisation seeds in Table 2's grid search")
+    p.add_argument("--cv-folds", type=at_least(2), default=3,
+                   help="Table 2's honest protocol: folds of the cross-validation that picks the "
+                        "setting on the training words")
+    p.add_argument("--no-table2", action="store_true", help="skip Table 2 (minutes of fits)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.max_delay < 0:
-        p.error("--max-delay must be at least 0")
-    if args.top_n < 1:
-        p.error("--top-n must be at least 1")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        p.error("--max-tokens must be at least 1")
-    if args.workers < 1:
-        p.error("--workers must be at least 1")
-    if any(b < 1 for b in args.frequency_bins) or args.frequency_bins != sorted(set(args.frequency_bins)):
-        p.error("--frequency-bins must be increasing ranks of at least 1")
+    if args.frequency_bins != sorted(set(args.frequency_bins)):
+        p.error("--frequency-bins must be increasing ranks")
     for prop in args.property:
-        if prop.count(":") != 1 or not all(prop.split(":")):
+        sides = prop.split(":")
+        if len(sides) != 2 or not all(sides):
             p.error(f"--property {prop}: write two classes or features as A:B")
+        if sides[0] == sides[1]:
+            p.error(f"--property {prop}: the two sides must differ")
     return args
 
 
@@ -109,50 +131,59 @@ class AnalysisError(Exception):
 # Inputs: checkpoints, the corpus they were trained on, class schemes, word classes
 # ----------------------------------------------------------------------------------------------
 
-def load_model(path, corpus_cache):
-    """(params, meta, corpus) for a checkpoint, with the corpus it was trained on.
+@dataclasses.dataclass
+class Model:
+    """One LM and what the analysis knows of it."""
+    name: str                  # the checkpoint's file name without .npz
+    path: str
+    params: dict               # PARAM_SHAPES arrays (NumPy)
+    meta: dict                 # the checkpoint's metadata (settings, training history)
+    data: corpus.Corpus        # the corpus it was trained on (shared by LMs of one corpus)
+    classes: dict = None       # word_classes(): one list over the vocabulary per key
 
-    ``corpus_cache`` maps corpus settings to the Corpus, so that LMs of one corpus share one
-    reading of it.
-    """
+
+def load_model(path, corpus_cache) -> Model:
+    """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
+    the Corpus, so that LMs of one corpus share one reading of it."""
     params, vocab, meta, _ = lm.load_checkpoint(path)
     settings = meta.get("settings")
-    if not settings:
+    if not isinstance(settings, dict) or "corpus" not in settings:
         raise lm.CheckpointError(f"{path} has no training settings: was it written by train.py?")
-    corpus_settings = corpora.corpus_settings(settings)
+    corpus_settings = corpus.corpus_settings(settings)
     key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
-        corpus_cache[key] = corpora.load_corpus(**corpus_settings)
+        corpus_cache[key] = corpus.load_corpus(**corpus_settings)
     data = corpus_cache[key]
     lm.check_vocab(path, vocab, data.vocab)
-    return params, meta, data
+    name = os.path.splitext(os.path.basename(path))[0]
+    return Model(name, path, params, meta, data)
 
 
 def load_scheme(args, data):
     """The class scheme for ``data``: --classes FILE or the built-in one, plus --property pairs."""
     if args.classes:
-        scheme = corpora.read_scheme(args.classes)
-        corpora.check_tags_exist(scheme, data.tags["train"])
+        scheme = corpus.read_scheme(args.classes)
+        corpus.check_tags_exist(scheme, data.tags["train"])
     elif data.scheme is None:
         raise AnalysisError(f"no built-in classes fit the tags of {data.name}: describe them in a "
                             f"class file and pass --classes FILE")
     else:
-        scheme = corpora.builtin_scheme(data.scheme)
+        scheme = corpus.builtin_scheme(data.scheme)
     for prop in args.property:
-        scheme.properties[prop] = tuple(corpora.property_side(scheme, side, f"--property {prop}")
+        scheme.properties[prop] = tuple(corpus.property_side(scheme, side, f"--property {prop}")
                                         for side in prop.split(":"))
     return scheme
 
 
 def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
     """Each vocabulary word's classes for Table 2 and eq. (2), from its majority tag in the training
-    split (with that tag's majority features); words seen fewer than ``min_count`` times there are
-    in no class.
+    split (with that tag's majority features); <unk>, <eos> and words seen fewer than
+    ``min_count`` times there are in no class.
 
     Returns {"tags", "noun_tags", "pos", and one key per property}: one list over the vocabulary
     each (a tag or class name, or None). A word that fits both sides of a property is in the first.
     """
-    analyses = corpora.majority_analyses(data, "train", min_count=min_count)
+    analyses = corpus.majority_analyses(data, "train", min_count=min_count)
     names = list(scheme.pos)
     index = [-1 if a is None else scheme.pos_index(*a) for a in analyses]
     pos = [names[i] if i >= 0 else None for i in index]
@@ -164,15 +195,17 @@ def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
     return classes
 
 
-def usable_properties(scheme, word_classes_of_models, asked=()):
+def usable_properties(scheme, models, asked=()):
     """The properties whose two sides have words in every LM's vocabulary. An empty side of a
     user's class file or of a property ``asked`` for (--property) is an error naming its line; a
     built-in property without words (a corpus with no Number features, say) is left out with a
     note."""
     usable = []
     for prop, sides in scheme.properties.items():
-        empty = [c for c in sides
-                 if any(c.name not in classes[prop] for classes in word_classes_of_models)]
+        if sides[0].name == sides[1].name:
+            raise AnalysisError(f"{sides[0].where}: property {prop!r} has the class "
+                                f"{sides[0].name!r} on both sides")
+        empty = [c for c in sides if any(c.name not in m.classes[prop] for m in models)]
         if not empty:
             usable.append(prop)
         elif scheme.user_file or prop in asked:
@@ -191,128 +224,225 @@ def frequency_bins(vocab, edges):
     edges = [0] + [e for e in edges if e < n_words] + [n_words]
     names = [f"rank {lo + 1}-{hi}" for lo, hi in zip(edges, edges[1:])]
     bins = np.searchsorted(edges, np.arange(len(vocab)), side="right") - 1
-    bins[[i for i, w in enumerate(vocab) if w in (corpora.UNK, corpora.EOS)]] = -1
+    bins[[i for i, w in enumerate(vocab) if w in (corpus.UNK, corpus.EOS)]] = -1
     return names, bins
 
 
+def writable_directory(path, what):
+    """Create ``path`` and prove it writable with a probe file, before any long work."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as error:
+        raise AnalysisError(f"{what} {path} cannot be written: {error.strerror or error}") from None
+
+
 # ----------------------------------------------------------------------------------------------
-# The sweep and the singular values
+# The labelled text and the two sweeps (delay 0 for Table 1; delays 0..K for the figures)
 # ----------------------------------------------------------------------------------------------
 
-def stream_labels(data, scheme, properties, args):
-    """The evaluation text as streams (B, N) of word ids, and the class of every position for the
-    sweep's averages: labelings "pos" (Table 1's classes), "freq" (frequency bins) and one per
-    property (the tokens of either of its classes); -1 = in no class."""
-    ids = data.ids[args.split][:args.max_tokens]
+@dataclasses.dataclass
+class LabelledText:
+    """The evaluation text as (B, N) streams of word ids and, per sweep, labelings: {name: (B, N)
+    class ids, -1 = in no class} with their class names."""
+    streams: np.ndarray
+    table1: dict               # labelings of the delay-0 sweep: pos, pos_band, unk
+    table1_names: dict
+    memory: dict               # labelings of the 0..K sweep: freq (+ properties with --average class)
+    memory_names: dict
+
+
+def labelled_text(data, scheme, properties, args) -> LabelledText:
+    """Streams and labelings of the --split text; <unk> positions are in no POS, band or property
+    class (they get their own labeling, Table 1's extra row)."""
+    ids = data.ids[args.split][:args.max_tokens]                             # (N,)
     n_per_stream = len(ids) // args.batch_size
     if n_per_stream <= args.max_delay:
         raise AnalysisError(f"--max-delay {args.max_delay} is larger than the text: the {args.split} "
                             f"split gives {n_per_stream} words per stream ({args.batch_size} streams)")
     tags, feats = data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)]   # (N,)
-    pos = scheme.pos_labels(tags, feats)                                      # (N,)
+    known = ids != data.word_to_id[corpus.UNK]                               # (N,)
+    pos = np.where(known, scheme.pos_labels(tags, feats), -1)                # (N,)
     empty = [c for i, c in enumerate(scheme.pos.values()) if not (pos == i).any()]
     if empty:
         raise AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the analysed text")
     bin_names, bins = frequency_bins(data.vocab, args.frequency_bins)
-    streams = corpora.batchify(ids, args.batch_size)                         # (B, N)
-    labels = {"pos": corpora.batchify(pos, args.batch_size), "freq": bins[streams]}
-    names = {"pos": list(scheme.pos), "freq": bin_names}
-    for prop in properties:
-        side = corpora.token_labels(scheme.properties[prop], tags, feats)     # (N,) 0, 1 or -1
-        labels[prop] = corpora.batchify(np.where(side >= 0, 0, -1), args.batch_size)
-        names[prop] = [prop]
-    return streams, labels, names
+    band = bins[ids]                                                         # (N,)
+    pos_band = np.where((pos >= 0) & (band >= 0), pos * len(bin_names) + band, -1)
+    streams = corpus.batchify(ids, args.batch_size)                         # (B, N / B)
+    table1 = {"pos": pos, "pos_band": pos_band, "unk": np.where(known, -1, 0)}
+    table1_names = {"pos": list(scheme.pos), "unk": [corpus.UNK],
+                    "pos_band": [f"{c} | {b}" for c in scheme.pos for b in bin_names]}
+    memory, memory_names = {"freq": band}, {"freq": bin_names}
+    for prop in properties if args.average == "class" else ():
+        side = corpus.token_labels(scheme.properties[prop], tags, feats)    # (N,) 0, 1 or -1
+        memory[prop], memory_names[prop] = np.where(known & (side >= 0), 0, -1), [prop]
+    batch = lambda labels: {n: corpus.batchify(v, args.batch_size) for n, v in labels.items()}  # noqa: E731
+    return LabelledText(streams, batch(table1), table1_names, batch(memory), memory_names)
 
 
-def analyse_model(model, labelled_text, args, xp):
-    """Run the forward-mode sweep for one LM over ``stream_labels``' streams; returns the
-    per-delay and per-class sums and the timing."""
-    streams, labels, names = labelled_text
-    on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model["params"].items()}
-    bar = tqdm(total=streams.size, unit="pos", desc=model["name"], disable=args.no_progress)
+def sweep(model, streams, labelings, names, K, args, xp):
+    """lstm_memory.sweep_state_gradients for one LM, or its sums from --sweep-cache when this LM,
+    text, labelling and K were swept before; returns StateGradientSums and the seconds it took."""
+    key = hashlib.sha256()
+    with open(model.path, "rb") as f:
+        key.update(hashlib.file_digest(f, "sha256").digest())
+    for array in (streams, *(labelings[n] for n in sorted(labelings))):
+        key.update(np.ascontiguousarray(array).tobytes())
+    key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
+    path = os.path.join(args.sweep_cache, f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
+    H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
+    sums = lm.StateGradientSums(names, K, H, E, xp=np)
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as saved:
+            sums.sums, sums.counts = saved["sums"], saved["counts"]
+        print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
+        return sums, 0.0
+    on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
+    bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
-    sums = lm.sweep_state_gradients(on_device, streams, labels, names, args.max_delay,
+    sums = lm.sweep_state_gradients(on_device, streams, labelings, names, K,
                                     progress=bar.update, workers=args.workers)
     lm.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
-    return sums, {"positions": int(streams.size), "seconds": seconds}
+    sums.flush()
+    atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums), counts=sums.counts))
+    return sums, seconds
 
 
-def spectrum(G_bar, n):
-    """sigma_1, sum of sigma, sum of the top n sigma for each delay: G_bar (K+1, H, E)."""
+# ----------------------------------------------------------------------------------------------
+# The paper's outputs, one function each, from the sums of the sweeps
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Spectrum:
+    """Figure 1 for one state: per delay, sigma_1, the sum of sigma and the sum of the top n."""
+    sigma1: list
+    sum: list
+    top_n: list
+
+
+@dataclasses.dataclass
+class PropertyMemory:
+    """Figure 2 for one property and state, per delay: r = |Gbar d| (eq. 5), m = r / sigma_1 (eq. 6),
+    cos(d, H_n) (eq. 3-4), and r_abs = r |mean_a - mean_b|: how far the state moves when a word of
+    class b is swapped for one of class a, tau steps back. None where no position was averaged."""
+    r: list
+    m: list
+    cos_Hn: list
+    r_abs: list
+
+
+@dataclasses.dataclass
+class ModelResults:
+    checkpoint: str
+    embeddings: str
+    hidden_size: int
+    valid_ppl: float | None
+    test_ppl: float | None
+    whitened: bool
+    spectrum: dict = dataclasses.field(default_factory=dict)     # state -> Spectrum (Figure 1)
+    table1: dict = dataclasses.field(default_factory=dict)       # state -> class -> row
+    table1_bands: dict = dataclasses.field(default_factory=dict)  # state -> class | band -> row
+    figure2: dict = dataclasses.field(default_factory=dict)      # state -> property -> curves
+    figure2_class: dict = dataclasses.field(default_factory=dict)  # the same, --average class
+    frequency: dict = dataclasses.field(default_factory=dict)    # state -> bin -> sigma_1 per delay
+    properties: dict = dataclasses.field(default_factory=dict)   # property -> words, |difference|
+    property_cosines: dict = dataclasses.field(default_factory=dict)
+
+
+def figure1(G_bar, n) -> Spectrum:
+    """Figure 1: the singular values of Gbar_tau = U S V^T (eq. 1), G_bar (K+1, H, E)."""
     S = lm.singular_values(G_bar)                                   # (K+1, min(H, E))
-    return {"sigma1": S[:, 0].tolist(), "sum": S.sum(1).tolist(), f"top{n}": S[:, :n].sum(1).tolist()}
+    return Spectrum(S[:, 0].tolist(), S.sum(1).tolist(), S[:, :n].sum(1).tolist())
 
 
-def memory_curves(G_bar, d, length, n):
-    """r (eq. 5), m (eq. 6) and cos(d, H_n) (eq. 3-4) of a unit property vector d at every delay,
-    and r_abs = r * length = |Gbar (mean_a - mean_b)| for the difference before eq. (2) scales it
-    to unit length: how far the state moves, tau steps later, when a word of class b is swapped
-    for one of class a. G_bar (K+1, H, E); None at delays without positions (a NaN mean)."""
-    curves = {"r": [], "r_abs": [], "m": [], f"cos_H{n}": []}
+def table1(G_bar_per_class, counts, names, normalise=True):
+    """Table 1: sigma_1 of Gbar_0 per class, and its share of the sum over the classes in brackets.
+    G_bar_per_class (C, H, E) at tau = 0; counts (C,) positions behind each."""
+    defined = ~np.isnan(G_bar_per_class).any(axis=(1, 2))
+    sigma1 = np.full(len(names), np.nan)
+    sigma1[defined] = lm.singular_values(G_bar_per_class[defined])[:, 0]
+    total = np.nansum(sigma1)
+    return {c: {"sigma1": None if np.isnan(s) else float(s),
+                "normalised": float(s / total) if normalise and not np.isnan(s) else None,
+                "count": int(n)} for c, s, n in zip(names, sigma1, counts)}
+
+
+def figure2(G_bar, d, length, n) -> PropertyMemory:
+    """Figure 2 for a unit property vector d (eq. 2) with |mean_a - mean_b| = ``length``: r, m
+    (eq. 5-6) and cos(d, H_n) (eq. 3-4) at every delay of G_bar (K+1, H, E)."""
+    curves = PropertyMemory([], [], [], [])
     for G in G_bar:
         defined = not np.isnan(G).any()
-        r = float(np.linalg.norm(G @ d)) if defined else None
-        curves["r"].append(r)
-        curves["r_abs"].append(length * r if defined else None)
-        curves["m"].append(lm.relative_memory(G, d) if defined else None)
-        curves[f"cos_H{n}"].append(lm.subspace_cosine(G, d, n) if defined else None)
+        r, m = lm.relative_memory(G, d) if defined else (None, None)
+        curves.r.append(r)
+        curves.m.append(m)
+        curves.cos_Hn.append(lm.subspace_cosine(G, d, n) if defined else None)
+        curves.r_abs.append(r * length if defined else None)
     return curves
 
 
-def model_results(model, scheme, properties, sums, args):
-    """Figure 1, Table 1, Figure 2 and frequency-bin numbers for one LM, for each state of
-    --state (optionally in the whitened embedding space)."""
-    embeddings = model["params"]["embedding"].astype(np.float64)      # (V, E)
-    D = lm.whitening(embeddings) if args.whiten else None
+def frequency_sigma1(G_bar_per_bin, counts, names):
+    """sigma_1 of Gbar_tau over the words of each frequency bin: G_bar_per_bin (bins, K+1, H, E)."""
+    return {name: {"sigma1": [None if np.isnan(G).any() else float(lm.singular_values(G)[0])
+                              for G in per_delay], "count": int(n)}
+            for name, per_delay, n in zip(names, G_bar_per_bin, counts)}
 
-    def in_space(G):
-        return G if D is None else lm.whiten_gradient(G, D)
 
-    settings, train = model["meta"]["settings"], model["meta"]["train"]
-    result = {"checkpoint": model["name"], "embeddings": settings["embeddings"],
-              "hidden_size": int(model["params"]["W_h"].shape[1]),
-              "valid_ppl": train.get("best_valid_ppl"), "test_ppl": train.get("test_ppl"),
-              "whitened": bool(args.whiten), "table1": {}, "figure2": {},
-              "frequency": {}}
+def property_vectors(model, scheme, properties, D):
+    """Eq. (2) for every property: {prop: (unit d, |mean_a - mean_b|, [words a, words b])}, in the
+    whitened space when D is given (difference -> D^-1 difference)."""
+    embeddings = model.params["embedding"].astype(np.float64)        # (V, E)
     vectors = {}
     for prop in properties:
-        a, b = scheme.properties[prop]
-        words_a, words_b = (words_of(model["classes"], prop, c.name) for c in (a, b))
-        difference = embeddings[words_a].mean(0) - embeddings[words_b].mean(0)     # (E,)
-        d = lm.property_vector(embeddings, words_a, words_b)                        # eq. (2)
+        words = [[i for i, c in enumerate(model.classes[prop]) if c == side.name]
+                 for side in scheme.properties[prop]]
+        d, length = lm.property_vector(embeddings, *words)            # eq. (2)
         if D is not None:
-            d, difference = lm.whiten_vector(d, D), np.linalg.solve(D, difference)
-        vectors[prop] = (d, float(np.linalg.norm(difference)), [len(words_a), len(words_b)])
-    result["spectrum"] = {s: spectrum(in_space(sums.mean("all", s)[0]), args.top_n) for s in "ch"}
+            difference = lm.whiten_vector(length * d, D)
+            length = float(np.linalg.norm(difference))
+            d = difference / length
+        vectors[prop] = (d, length, [len(w) for w in words])
+    return vectors
+
+
+def model_results(model, scheme, properties, sums0, sums, args) -> ModelResults:
+    """Every output for one LM from its two sweeps (``sums0``: delay 0, ``sums``: 0..K), for each
+    state of --state, in the whitened embedding space with --whiten."""
+    embeddings = model.params["embedding"].astype(np.float64)
+    D = lm.whitening(embeddings) if args.whiten else None
+    space = (lambda G: G) if D is None else (lambda G: lm.whiten_gradient(G, D))  # noqa: E731
+    train = model.meta.get("train", {})
+    result = ModelResults(model.name, model.meta["settings"]["embeddings"],
+                          int(model.params["W_h"].shape[1]), train.get("best_valid_ppl"),
+                          train.get("test_ppl"), bool(args.whiten))
+    vectors = property_vectors(model, scheme, properties, D)
+    result.properties = {p: {"words": w, "difference_norm": length} for p, (_, length, w) in vectors.items()}
+    result.property_cosines = {f"{p} / {q}": float(vectors[p][0] @ vectors[q][0])
+                               for p, q in itertools.combinations(vectors, 2)}
+    for state in "ch":
+        result.spectrum[state] = figure1(space(sums.mean("all", state)[0]), args.top_n)
     for state in STATES[args.state]:
-        pos_means = in_space(sums.mean("pos", state)[:, 0])          # (classes, H, E) at tau = 0
-        sigma1 = lm.singular_values(pos_means)[:, 0]
-        result["table1"][state] = {
-            c: {"sigma1": float(s), "normalised": float(s / sigma1.sum()), "count": int(n)}
-            for c, s, n in zip(scheme.pos, sigma1, sums.count("pos")[:, 0])}
-        G_all = in_space(sums.mean("all", state)[0])                  # (K+1, H, E)
-        result["figure2"][state] = {}
-        for prop, (d, length, words) in vectors.items():
-            entry = {"words": words, "positions": int(sums.count(prop)[0, 0]),
-                     "difference_norm": length}
-            for suffix, G_bar in (("", G_all), ("_class", in_space(sums.mean(prop, state)[0]))):
-                entry.update({key + suffix: values
-                              for key, values in memory_curves(G_bar, d, length, args.top_n).items()})
-            result["figure2"][state][prop] = entry
-        bins = sums.mean("freq", state)                               # (bins, K+1, H, E)
-        result["frequency"][state] = {
-            name: {"sigma1": [None if np.isnan(G).any() else float(lm.singular_values(in_space(G))[0])
-                              for G in per_delay], "count": int(n)}
-            for name, per_delay, n in zip(sums.labelings["freq"], bins, sums.count("freq")[:, 0])}
-    result["property_cosines"] = {f"{p} / {q}": float(vectors[p][0] @ vectors[q][0])
-                                  for p, q in itertools.combinations(vectors, 2)}
+        result.table1[state] = {**table1(space(sums0.mean("pos", state)[:, 0]),
+                                         sums0.count("pos")[:, 0], sums0.labelings["pos"]),
+                                **table1(space(sums0.mean("unk", state)[:, 0]),
+                                         sums0.count("unk")[:, 0], [corpus.UNK], normalise=False)}
+        result.table1_bands[state] = table1(space(sums0.mean("pos_band", state)[:, 0]),
+                                            sums0.count("pos_band")[:, 0],
+                                            sums0.labelings["pos_band"], normalise=False)
+        G_all = space(sums.mean("all", state)[0])                     # (K+1, H, E)
+        result.figure2[state] = {p: figure2(G_all, d, length, args.top_n)
+                                 for p, (d, length, _) in vectors.items()}
+        if args.average == "class":
+            result.figure2_class[state] = {p: figure2(space(sums.mean(p, state)[0]), d, length,
+                                                      args.top_n)
+                                           for p, (d, length, _) in vectors.items()}
+        result.frequency[state] = frequency_sigma1(space(sums.mean("freq", state)),
+                                                   sums.count("freq")[:, 0], sums.labelings["freq"])
     return result
-
-
-def words_of(classes, key, value):
-    return [i for i, c in enumerate(classes[key]) if c == value]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,6 +473,21 @@ def task_dataset(classes, task_spec, min_words=10):
     return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
 
 
+def why_not_splittable(labels, folds):
+    """None when ``labels`` can be split 80/20 stratified and the training part into ``folds``
+    stratified folds; else the reason, for the note that leaves the row out."""
+    counts = collections.Counter(labels)
+    held_out = int(np.ceil(HELD_OUT * len(labels)))
+    if len(counts) < 2:
+        return f"it has {len(counts)} class"
+    if held_out < len(counts) or len(labels) - held_out < len(counts):
+        return f"{len(labels)} words are too few to hold out one of each of {len(counts)} classes"
+    if min(counts.values()) < folds + 1:
+        rare = min(counts, key=counts.get)
+        return f"class {rare} has {counts[rare]} words, fewer than --cv-folds + 1 = {folds + 1}"
+    return None
+
+
 def classifier_grid(seeds):
     """The paper's grid: L1/L2, strength, seed, class weights, one-vs-rest vs multinomial, solver.
 
@@ -357,8 +502,8 @@ def classifier_grid(seeds):
                            scheme=scheme, solver=solver)
 
 
-def fit_and_score(setting, X_train, y_train, X_valid, y_valid):
-    """Validation accuracy of one logistic regression of the grid."""
+def fit_and_score(setting, X_train, y_train, X_test, y_test):
+    """Accuracy on (X_test, y_test) of one logistic regression of the grid fitted on the rest."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -369,237 +514,329 @@ def fit_and_score(setting, X_train, y_train, X_valid, y_valid):
         model = OneVsRestClassifier(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X_train, y_train).score(X_valid, y_valid)
+        return model.fit(X_train, y_train).score(X_test, y_test)
 
 
-def best_validation_accuracy(X, y, seeds=1, split_seed=0, jobs=-1):
-    """Best validation accuracy over the grid; word types split 80/20, stratified by class,
-    features standardised on the training part. Returns (accuracy, setting, (n_train, n_valid))."""
+def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
+    """Table 2's accuracy under two protocols, on word types split 80/20 stratified by class
+    (features standardised on the training part):
+
+      paper:  the best held-out accuracy over the grid (the setting chosen on the words it is
+              scored on: optimistic);
+      honest: the setting with the best ``folds``-fold cross-validated accuracy on the training
+              words, scored once on the held-out words.
+
+    Returns {"paper", "honest", "cv", "paper_setting", "honest_setting", "words": [train, held out]}.
+    """
     from joblib import Parallel, delayed
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_valid, y_train, y_valid = train_test_split(X, y, test_size=0.2, stratify=y,
-                                                          random_state=split_seed)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=HELD_OUT, stratify=y,
+                                                        random_state=split_seed)
     scaler = StandardScaler().fit(X_train)
-    X_train, X_valid = scaler.transform(X_train), scaler.transform(X_valid)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     grid = list(classifier_grid(seeds))
-    scores = Parallel(n_jobs=jobs)(delayed(fit_and_score)(s, X_train, y_train, X_valid, y_valid)
-                                   for s in grid)
-    best = int(np.argmax(scores))                     # the first of equal scores
-    return float(scores[best]), grid[best], (len(y_train), len(y_valid))
+    parts = [(X_train, y_train, X_test, y_test)] + [
+        (X_train[a], y_train[a], X_train[b], y_train[b])
+        for a, b in StratifiedKFold(folds, shuffle=True, random_state=split_seed).split(X_train, y_train)]
+    scores = np.array(Parallel(n_jobs=jobs)(delayed(fit_and_score)(s, *part)
+                                            for s in grid for part in parts)).reshape(len(grid), -1)
+    held_out, cv = scores[:, 0], scores[:, 1:].mean(axis=1)
+    best, chosen = int(np.argmax(held_out)), int(np.argmax(cv))     # the first of equal scores
+    return {"paper": float(held_out[best]), "honest": float(held_out[chosen]),
+            "cv": float(cv[chosen]), "paper_setting": grid[best], "honest_setting": grid[chosen],
+            "words": [len(y_train), len(y_test)]}
 
 
-def table2(models, tasks, seeds, progress=True):
-    """Rows of Table 2: {task: {model name: accuracy, ...}} on each LM's embeddings. A row without
-    two classes of at least two words each is left out with a note."""
+def table2_datasets(models, tasks, folds):
+    """{row: {model name: (word ids, labels)}} for the rows every LM can split; the others are
+    left out with a note (checked before the sweeps)."""
     rows = {}
-    for task, spec in tqdm(tasks.items(), desc="Table 2", leave=False, disable=not progress):
-        datasets = {name: task_dataset(model["classes"], spec) for name, model in models.items()}
-        counts = [collections.Counter(labels) for _, labels in datasets.values()]
-        too_small = [c for c in counts if len(c) < 2 or min(c.values()) < 2]
-        if too_small:
-            print(f"note: Table 2 row {task} left out: it needs two classes of at least two words "
-                  f"each, and has {dict(too_small[0])}", file=sys.stderr)
-            continue
-        rows[task] = {}
-        for name, (ids, labels) in datasets.items():
-            accuracy, setting, sizes = best_validation_accuracy(
-                models[name]["params"]["embedding"][ids], labels, seeds)
-            rows[task][name] = {"accuracy": accuracy, "classes": int(len(set(labels))),
-                                "words": [int(s) for s in sizes], "best": setting}
+    for task, spec in tasks.items():
+        datasets = {m.name: task_dataset(m.classes, spec) for m in models}
+        reasons = [why_not_splittable(labels, folds) for _, labels in datasets.values()]
+        if any(reasons):
+            print(f"note: Table 2 row {task} left out: {next(r for r in reasons if r)}",
+                  file=sys.stderr)
+        else:
+            rows[task] = datasets
+    return rows
+
+
+def table2(models, datasets, args):
+    """Rows of Table 2: {row: {model name: separability(...) + number of classes}}."""
+    embeddings = {m.name: m.params["embedding"] for m in models}
+    rows = {}
+    for task, by_model in tqdm(datasets.items(), desc="Table 2", leave=False,
+                               disable=args.no_progress):
+        rows[task] = {name: {"classes": int(len(set(labels))),
+                             **separability(embeddings[name][ids], labels, args.classifier_seeds,
+                                            args.cv_folds)}
+                      for name, (ids, labels) in by_model.items()}
     return rows
 
 
 # ----------------------------------------------------------------------------------------------
-# Output: figures, tables, JSON
+# Output: figures, tables, JSON, each written atomically (a temporary file, then a rename)
 # ----------------------------------------------------------------------------------------------
+
+def atomic_write(path, write, mode="wb"):
+    """Call write(file) on a temporary file beside ``path``, then rename it to ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def write_table(stem, header, rows):
     """The same table as Markdown (stem.md) and CSV (stem.csv)."""
-    with open(stem + ".md", "w") as f:
-        f.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
-        for row in rows:
-            f.write("| " + " | ".join(str(x) for x in row) + " |\n")
-    with open(stem + ".csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    import csv
+    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    markdown += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    atomic_write(stem + ".md", lambda f: f.write("\n".join(markdown) + "\n"), "w")
+    atomic_write(stem + ".csv", lambda f: csv.writer(f).writerows([header, *rows]), "w")
 
 
-def save_figure(fig, stem):
-    for ext in ("png", "pdf"):
-        fig.savefig(f"{stem}.{ext}", dpi=150, bbox_inches="tight")
+def tex(text):
+    """A label matplotlib shows as typed: a checkpoint named $x$ is not mathtext."""
+    return str(text).replace("$", r"\$")
 
 
-def panels(n_rows, n_cols, width=5.5, height=4):
+def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None):
+    """The one plotting helper: a grid of panels (rows x columns), draw(ax, row, column) fills
+    each; saved as path.png and path.pdf."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False,
-                             layout="constrained")
-    return plt, fig, axes
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(5.5 * len(columns), 4 * len(rows)),
+                             squeeze=False, layout="constrained")
+    for ax_row, row in zip(axes, rows):
+        for ax, column in zip(ax_row, columns):
+            draw(ax, row, column)
+            ax.set_xlabel("delay $\\tau$")
+            ax.set_ylabel(ylabel)
+            ax.set_yscale("log" if log else "linear")
+            if ylim:
+                ax.set_ylim(*ylim)
+            if ax.get_legend() is None:
+                ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    for ext in ("png", "pdf"):
+        atomic_write(f"{path}.{ext}", lambda f: fig.savefig(f, format=ext, dpi=150,
+                                                            bbox_inches="tight"))
+    plt.close(fig)
 
 
-def model_label(r, sizes_differ):
-    return f"{r['checkpoint']} (H={r['hidden_size']})" if sizes_differ else r["checkpoint"]
+def delays(values):
+    return np.arange(len(values))
+
+
+def as_array(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def plot_figure1(results, states, path):
-    """sigma_1 (solid) and the sum of singular values (dashed) against delay; one panel per state,
-    one colour per LM."""
-    plt, fig, axes = panels(1, len(states), width=6.4)
-    sizes_differ = len({r["hidden_size"] for r in results}) > 1
-    for left, state in zip(axes[0], states):
-        right = left.twinx()
-        for colour, r in zip(itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"]), results):
-            spec, label = r["spectrum"][state], model_label(r, sizes_differ)
-            delays = np.arange(len(spec["sigma1"]))
-            left.plot(delays, spec["sigma1"], "-", color=colour, label=f"{label}: $\\sigma_1$")
-            right.plot(delays, spec["sum"], "--", color=colour, label=f"{label}: $\\sum\\sigma$")
-        left.set_xlabel("delay $\\tau$")
-        left.set_ylabel("largest singular value $\\sigma_1$ (solid)")
+    """sigma_1 (solid) and the sum of singular values (dashed, right axis) against delay; one panel
+    per state, one colour per LM."""
+    sizes_differ = len({r.hidden_size for r in results}) > 1
+
+    def draw(ax, state, _):
+        right = ax.twinx()
+        for colour, r in zip(itertools.cycle(("tab:blue", "tab:orange", "tab:green", "tab:red")), results):
+            name = tex(r.checkpoint) + (f" (H={r.hidden_size})" if sizes_differ else "")
+            spec = r.spectrum[state]
+            ax.plot(delays(spec.sigma1), spec.sigma1, "-", color=colour, label=f"{name}: $\\sigma_1$")
+            right.plot(delays(spec.sum), spec.sum, "--", color=colour, label=f"{name}: $\\sum\\sigma$")
         right.set_ylabel("sum of singular values (dashed)")
-        handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-        left.legend(handles, [h.get_label() for h in handles], fontsize=8)
-        whitened = " (whitened)" if results[0]["whitened"] else ""
-        left.set_title(f"SVD of the average gradient $d{state}_t/dx_{{t-\\tau}}${whitened}", fontsize=10)
-    fig.suptitle("Figure 1: memory against delay")
-    save_figure(fig, path)
-    plt.close(fig)
+        ax.set_title(f"SVD of the average gradient $d{state}_t/dx_{{t-\\tau}}$"
+                     + (" (whitened)" if results[0].whitened else ""), fontsize=10)
+        (left_handles, left_labels), (right_handles, right_labels) = (
+            ax.get_legend_handles_labels(), right.get_legend_handles_labels())
+        ax.legend(left_handles + right_handles, left_labels + right_labels, fontsize=7)
+
+    plot_panels(path, "Figure 1: memory against delay", states, [None], draw,
+                "largest singular value $\\sigma_1$ (solid)")
 
 
 def plot_figure2(results, states, n, average, path):
     """Relative memory m (solid) and cos(d, H_n) (dotted) of each property against delay, with the
-    spectrum's share of sigma_1 and of the top n in grey; rows: states, columns: LMs. ``average``
-    'class': the curves of Gbar over the positions of each property's own words."""
-    plt, fig, axes = panels(len(states), len(results))
-    for row, state in zip(axes, states):
-        for ax, r in zip(row, results):
-            spec = r["spectrum"][state]
-            delays = np.arange(len(spec["sigma1"]))
-            total = np.array(spec["sum"])
-            if average == "all":          # the spectrum's shares belong to the all-positions Gbar
-                ax.plot(delays, np.array(spec["sigma1"]) / total, color="0.6", lw=1,
-                        label="$\\sigma_1/\\sum\\sigma$")
-                ax.plot(delays, np.array(spec[f"top{n}"]) / total, color="0.6", lw=1, ls="--",
-                        label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
-            colours = itertools.cycle(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))
-            suffix = "" if average == "all" else "_class"
-            for colour, (prop, values) in zip(colours, r["figure2"][state].items()):
-                curve = lambda key: np.array(values[key + suffix], dtype=float)  # noqa: E731
-                ax.plot(delays, curve("m"), "-", color=colour, label=f"m, {prop}")
-                ax.plot(delays, curve(f"cos_H{n}"), ":", color=colour, label=f"cos(d, $H_{n}$), {prop}")
-            ax.set_xlabel("delay $\\tau$")
-            ax.set_ylim(0, 1.02)
-            cosines = ", ".join(f"cos({pair}) = {c:.2f}" for pair, c in r["property_cosines"].items())
-            ax.set_title(f"{r['checkpoint']}, state {state}" + (f"\n{cosines}" if cosines else ""),
-                         fontsize=9)
-            ax.legend(fontsize=7)
+    spectrum's share of sigma_1 and of the top n in grey; rows: states, columns: LMs."""
+    def draw(ax, state, r):
+        curves = (r.figure2 if average == "all" else r.figure2_class)[state]
+        if average == "all":          # the spectrum's shares belong to the all-positions Gbar
+            spec = r.spectrum[state]
+            total = np.array(spec.sum)
+            ax.plot(delays(total), np.array(spec.sigma1) / total, color="0.6", lw=1,
+                    label="$\\sigma_1/\\sum\\sigma$")
+            ax.plot(delays(total), np.array(spec.top_n) / total, color="0.6", lw=1, ls="--",
+                    label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
+        for colour, (prop, memory) in zip(itertools.cycle(("tab:blue", "tab:orange", "tab:green",
+                                                           "tab:red", "tab:purple")), curves.items()):
+            ax.plot(delays(memory.m), as_array(memory.m), "-", color=colour, label=f"m, {tex(prop)}")
+            ax.plot(delays(memory.m), as_array(memory.cos_Hn), ":", color=colour,
+                    label=f"cos(d, $H_{n}$), {tex(prop)}")
+        cosines = ", ".join(f"cos({tex(pair)}) = {c:.2f}" for pair, c in r.property_cosines.items())
+        ax.set_title(f"{tex(r.checkpoint)}, state {state}" + (f"\n{cosines}" if cosines else ""),
+                     fontsize=9)
+
     over = "all positions" if average == "all" else "the positions of each property's words"
-    fig.suptitle(f"Figure 2: relative memory m and cos(d, $H_n$), $\\bar G_\\tau$ over {over}")
-    save_figure(fig, path)
-    plt.close(fig)
+    plot_panels(path, f"Figure 2: relative memory m and cos(d, $H_n$), $\\bar G_\\tau$ over {over}",
+                states, results, draw, "m, cos", ylim=(0, 1.02))
 
 
 def plot_response(results, states, average, path):
-    """r_abs = |Gbar_tau (mean_a - mean_b)| of each property against delay (log scale): how far the
-    state moves when a word of class b is swapped for one of class a, tau steps back."""
-    plt, fig, axes = panels(len(states), len(results))
-    suffix = "" if average == "all" else "_class"
-    for row, state in zip(axes, states):
-        for ax, r in zip(row, results):
-            for prop, values in r["figure2"][state].items():
-                r_abs = np.array(values["r_abs" + suffix], dtype=float)
-                ax.plot(np.arange(len(r_abs)), r_abs,
-                        label=f"{prop} ($|\\mu_a - \\mu_b|$ = {values['difference_norm']:.2f})")
-            ax.set_xlabel("delay $\\tau$")
-            ax.set_ylabel("$|\\bar G_\\tau (\\mu_a - \\mu_b)|$")
-            ax.set_yscale("log")
-            ax.set_title(f"{r['checkpoint']}, state {state}", fontsize=9)
-            ax.legend(fontsize=7)
-    over = "all positions" if average == "all" else "the positions of each property's words"
-    fig.suptitle(f"Response of the state to each property (eq. 5 before eq. 2's normalisation), "
-                 f"over {over}", fontsize=10)
-    save_figure(fig, path)
-    plt.close(fig)
+    """r_abs = |Gbar_tau (mean_a - mean_b)| of each property against delay (log scale)."""
+    def draw(ax, state, r):
+        for prop, memory in (r.figure2 if average == "all" else r.figure2_class)[state].items():
+            norm = r.properties[prop]["difference_norm"]
+            ax.plot(delays(memory.r_abs), as_array(memory.r_abs),
+                    label=f"{tex(prop)} ($|\\mu_a - \\mu_b|$ = {norm:.2f})")
+        ax.set_title(f"{tex(r.checkpoint)}, state {state}", fontsize=9)
+
+    plot_panels(path, "Response of the state to each property (eq. 5 before eq. 2's normalisation)",
+                states, results, draw, "$|\\bar G_\\tau (\\mu_a - \\mu_b)|$", log=True)
 
 
 def plot_frequency(results, states, path):
     """sigma_1 of the average gradient over the words of each frequency bin, against delay."""
-    plt, fig, axes = panels(len(states), len(results))
-    for row, state in zip(axes, states):
-        for ax, r in zip(row, results):
-            for name, values in r["frequency"][state].items():
-                sigma1 = np.array([np.nan if s is None else s for s in values["sigma1"]])
-                ax.plot(np.arange(len(sigma1)), sigma1, label=f"{name} ({values['count']} tokens)")
-            ax.set_xlabel("delay $\\tau$")
-            ax.set_ylabel("$\\sigma_1$")
-            ax.set_yscale("log")
-            ax.set_title(f"{r['checkpoint']}, state {state}", fontsize=9)
-            ax.legend(fontsize=7)
-    fig.suptitle("$\\sigma_1$ of $\\bar G_\\tau$ per word-frequency bin (rank in the vocabulary)")
-    save_figure(fig, path)
-    plt.close(fig)
+    def draw(ax, state, r):
+        for name, values in r.frequency[state].items():
+            ax.plot(delays(values["sigma1"]), as_array(values["sigma1"]),
+                    label=f"{name} ({values['count']} tokens)")
+        ax.set_title(f"{tex(r.checkpoint)}, state {state}", fontsize=9)
+
+    plot_panels(path, "$\\sigma_1$ of $\\bar G_\\tau$ per word-frequency bin (rank in the vocabulary)",
+                states, results, draw, "$\\sigma_1$", log=True)
 
 
-def write_outputs(results, t2, scheme, args, timing):
-    os.makedirs(args.out_dir, exist_ok=True)
+def json_safe(value):
+    """NaN and infinities as null: results.json stays JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_tables(results, rows_of_table2, scheme, states, out):
+    """table1 (with <unk> after the classes), table1_bands and table2 as Markdown and CSV."""
+    columns = [(r, s) for r in results for s in states]
+    header = [r.checkpoint + (f" ({s})" if len(states) > 1 else "") for r, s in columns]
+
+    def cell(row, with_share=True):
+        if row["sigma1"] is None:
+            return "-"
+        share = f" ({row['normalised']:.2f})" if with_share and row["normalised"] is not None else ""
+        return f"{row['sigma1']:.3f}{share} n={row['count']}" if not with_share else \
+            f"{row['sigma1']:.3f}{share}"
+
+    write_table(out("table1"), ["class", *header],
+                [[c, *(cell(r.table1[s][c]) for r, s in columns)] for c in [*scheme.pos, corpus.UNK]])
+    bands = list(results[0].table1_bands[states[0]])
+    write_table(out("table1_bands"), ["class | band", *header],
+                [[b, *(cell(r.table1_bands[s][b], False) for r, s in columns)] for b in bands])
+    if rows_of_table2:
+        names = [r.checkpoint for r in results]
+        write_table(out("table2"), ["classes", *(f"{n} ({p})" for n in names for p in ("paper", "honest"))],
+                    [[f"{task} ({next(iter(row.values()))['classes']})",
+                      *(f"{100 * row[n][p]:.2f}" for n in names for p in ("paper", "honest"))]
+                     for task, row in rows_of_table2.items()])
+
+
+def write_outputs(results, rows_of_table2, scheme, args, timing):
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
     states = STATES[args.state]
     plot_figure1(results, states, out("figure1"))
     plot_figure2(results, states, args.top_n, args.average, out("figure2"))
     plot_response(results, states, args.average, out("response"))
     plot_frequency(results, states, out("frequency"))
-    columns = [(r, s) for r in results for s in states]
-    write_table(out("table1"), ["class", *(r["checkpoint"] + (f" ({s})" if len(states) > 1 else "")
-                                           for r, s in columns)],
-                [[c, *(f"{r['table1'][s][c]['sigma1']:.3f} ({r['table1'][s][c]['normalised']:.2f})"
-                       for r, s in columns)] for c in scheme.pos])
-    names = [r["checkpoint"] for r in results]
-    write_table(out("table2"), ["classes", *names],
-                [[f"{task} ({next(iter(t2[task].values()))['classes']})",
-                  *(f"{100 * t2[task][n]['accuracy']:.2f}" for n in names)] for task in t2])
-    with open(out("results.json"), "w") as f:
-        json.dump({"settings": vars(args), "classes": scheme.source, "models": results,
-                   "table2": t2, "timing": timing}, f, indent=1)
+    write_tables(results, rows_of_table2, scheme, states, out)
+    report = {"settings": vars(args), "classes": scheme.source,
+              "models": [dataclasses.asdict(r) for r in results], "table2": rows_of_table2,
+              "timing": timing}
+    atomic_write(out("results.json"),
+                 lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False), "w")
+
+
+# ----------------------------------------------------------------------------------------------
+# main: every check first, then the sweeps (cached), then Table 2 and the outputs
+# ----------------------------------------------------------------------------------------------
+
+def prepare(args):
+    """Everything that can fail before the long work: output folders, checkpoints, corpus,
+    classes, properties, the text's length, Table 2's rows. Returns (models, scheme, properties,
+    texts by corpus, Table 2 datasets)."""
+    writable_directory(args.out_dir, "--out-dir")
+    writable_directory(args.sweep_cache, "--sweep-cache")
+    corpus_cache, models, schemes = {}, [], {}
+    for path in args.checkpoints:
+        model = load_model(path, corpus_cache)
+        if model.name in (m.name for m in models):
+            raise AnalysisError(f"two checkpoints are named {model.name}: give them different names")
+        H, E = model.params["W_h"].shape[1], model.params["embedding"].shape[1]
+        if args.top_n > min(H, E):
+            raise AnalysisError(f"--top-n {args.top_n} is larger than min(H, E) = {min(H, E)} of "
+                                f"{path} (the embedding size is {E}, the state size {H})")
+        if model.data.name not in schemes:
+            schemes[model.data.name] = load_scheme(args, model.data)
+        model.classes = word_classes(model.data, schemes[model.data.name])
+        models.append(model)
+    if len({s.source for s in schemes.values()}) > 1:
+        raise AnalysisError("these LMs were trained on corpora with different classes "
+                            f"({', '.join(sorted({s.source for s in schemes.values()}))}): "
+                            "analyse them in separate runs")
+    scheme = next(iter(schemes.values()))
+    properties = usable_properties(scheme, models, args.property)
+    texts = {m.data.name: labelled_text(m.data, scheme, properties, args) for m in models}
+    datasets = {} if args.no_table2 else table2_datasets(models, table2_tasks(scheme, properties),
+                                                         args.cv_folds)
+    return models, scheme, properties, texts, datasets
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         xp = lm.get_backend(args.device)
-        corpus_cache, models, results, timing, schemes = {}, {}, [], {}, {}
-        for path in args.checkpoints:           # every input checked before the long sweeps
-            params, meta, data = load_model(path, corpus_cache)
-            name = os.path.splitext(os.path.basename(path))[0]
-            if name in models:
-                raise AnalysisError(f"two checkpoints are named {name}: give them different names")
-            if args.top_n > params["embedding"].shape[1]:
-                raise AnalysisError(f"--top-n {args.top_n} is larger than the embedding size "
-                                    f"{params['embedding'].shape[1]} of {path}")
-            if id(data) not in schemes:
-                schemes[id(data)] = load_scheme(args, data)
-            models[name] = dict(name=name, path=path, params=params, meta=meta, data=data,
-                                classes=word_classes(data, schemes[id(data)]))
-        if len({s.source for s in schemes.values()}) > 1:
-            raise AnalysisError("these LMs were trained on corpora with different classes "
-                                f"({', '.join(sorted({s.source for s in schemes.values()}))}): "
-                                "analyse them in separate runs")
-        scheme = next(iter(schemes.values()))   # one scheme: the same classes for every LM
-        properties = usable_properties(scheme, [m["classes"] for m in models.values()], args.property)
-        texts = {key: stream_labels(m["data"], scheme, properties, args)
-                 for key, m in {id(m["data"]): m for m in models.values()}.items()}
-        for name, m in models.items():
-            sums, timing[name] = analyse_model(m, texts[id(m["data"])], args, xp)
-            results.append(model_results(m, scheme, properties, sums, args))
-            print(f"{name}: {timing[name]['positions']} positions in {timing[name]['seconds']:.0f} s",
-                  file=sys.stderr)
-        t2 = table2(models, table2_tasks(scheme, properties), args.classifier_seeds,
-                    progress=not args.no_progress)
-        write_outputs(results, t2, scheme, args, timing)
-    except (lm.CheckpointError, corpora.CorpusError, AnalysisError, RuntimeError, ValueError,
+        models, scheme, properties, texts, datasets = prepare(args)
+        results, timing = [], {}
+        for model in models:
+            text = texts[model.data.name]
+            sums0, _ = sweep(model, text.streams, text.table1, text.table1_names, 0, args, xp)
+            sums, seconds = sweep(model, text.streams, text.memory, text.memory_names,
+                                  args.max_delay, args, xp)
+            timing[model.name] = {"positions": int(text.streams.size), "seconds": seconds}
+            results.append(model_results(model, scheme, properties, sums0, sums, args))
+            if seconds:
+                print(f"{model.name}: {text.streams.size} positions in {seconds:.0f} s "
+                      f"({text.streams.size / seconds:.0f}/s)", file=sys.stderr)
+        write_outputs(results, table2(models, datasets, args), scheme, args, timing)
+    except (lm.CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; finished sweeps are kept in {args.sweep_cache} for the next run",
+              file=sys.stderr)
+        return 130
     print(f"wrote figures, tables and results.json to {args.out_dir}", file=sys.stderr)
     return 0
 

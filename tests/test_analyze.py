@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 import analyze
-import corpus as corpora
+import corpus
 import lstm_memory as lm
 import train
+from conftest import SMALL_LM_ARGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size", "16", "--batch-size",
-         "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1", "--epochs", "3"]
 
 PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]  # Table 1
 
@@ -25,14 +24,15 @@ def checkpoints(tmp_path_factory):
     paths = []
     for kind in ("joint", "cbow"):
         path = str(folder / f"{kind}.npz")
-        assert train.main([*SMALL, "--embeddings", kind, "--out", path]) == 0
+        assert train.main([*SMALL_LM_ARGS, "--epochs", "3", "--embeddings", kind, "--out", path]) == 0
         paths.append(path)
     return paths
 
 
 def analyse(checkpoints, out_dir, *extra):
-    return analyze.main(["--device", "cpu", "--checkpoints", *checkpoints, "--out-dir", str(out_dir), "--max-delay",
-                         "6", "--no-progress", "--classifier-seeds", "1", *extra])
+    return analyze.main(["--device", "cpu", "--checkpoints", *checkpoints, "--out-dir", str(out_dir),
+                         "--sweep-cache", str(out_dir / "sweeps"), "--max-delay", "6", "--no-progress",
+                         "--classifier-seeds", "1", *extra])
 
 
 def test_analysis_writes_every_result(checkpoints, tmp_path):
@@ -40,29 +40,36 @@ def test_analysis_writes_every_result(checkpoints, tmp_path):
     for stem in ("figure1", "figure2", "response", "frequency"):
         for ext in ("png", "pdf"):
             assert os.path.getsize(tmp_path / f"{stem}.{ext}") > 1000
-    for stem in ("table1", "table2"):
+    for stem in ("table1", "table2", "table1_bands"):
         assert (tmp_path / f"{stem}.md").read_text().count("\n") >= 8
         assert (tmp_path / f"{stem}.csv").exists()
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
     assert [m["checkpoint"] for m in results["models"]] == ["joint", "cbow"]
     for model in results["models"]:
         for state in "ch":
             spectrum = model["spectrum"][state]
             assert len(spectrum["sigma1"]) == 7
             assert all(0 < s1 <= total for s1, total in zip(spectrum["sigma1"], spectrum["sum"]))
-        assert all(row["count"] > 0 and row["sigma1"] > 0 for row in model["table1"]["c"].values())
-        assert list(model["table1"]["c"]) == PAPER_CLASSES
+        table1 = model["table1"]["c"]
+        assert list(table1) == [*PAPER_CLASSES, corpus.UNK]
+        assert all(table1[c]["count"] > 0 and table1[c]["sigma1"] > 0 for c in PAPER_CLASSES)
+        assert np.isclose(sum(table1[c]["normalised"] for c in PAPER_CLASSES), 1.0)
+        assert table1[corpus.UNK]["normalised"] is None            # outside the normalisation
         for prop in ("sg-pl", "common-proper"):
-            for suffix in ("", "_class"):
-                curves = model["figure2"]["c"][prop]
-                assert all(0 <= v <= 1 + 1e-9 for v in curves["m" + suffix])
-                assert all(0 <= v <= 1 + 1e-9 for v in curves["cos_H5" + suffix])
-                np.testing.assert_allclose(curves["r_abs" + suffix],       # r_abs = r |mu_a - mu_b|
-                                           np.multiply(curves["r" + suffix], curves["difference_norm"]))
+            curves = model["figure2"]["c"][prop]
+            assert all(0 <= v <= 1 + 1e-9 for v in curves["m"])
+            assert all(0 <= v <= 1 + 1e-9 for v in curves["cos_Hn"])
+            np.testing.assert_allclose(curves["r_abs"],                   # r_abs = r |mu_a - mu_b|
+                                       np.multiply(curves["r"], model["properties"][prop]["difference_norm"]))
+        assert model["figure2_class"] == {}                               # only with --average class
         assert -1 <= model["property_cosines"]["sg-pl / common-proper"] <= 1
         assert sum(b["count"] for b in model["frequency"]["c"].values()) > 0
     assert set(results["table2"]) == {"all", "nouns", "N-V-Adj-Adv-Pro", "N-V", "N-Adj", "V-Adv",
                                       "sg-pl", "common-proper"}
+    for row in results["table2"].values():
+        for entry in row.values():
+            assert 0 <= entry["honest"] <= entry["paper"] <= 1       # the paper's is the best of all
 
 
 def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
@@ -71,26 +78,26 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
     assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "400", "--batch-size", "4") == 0
     results = json.loads((tmp_path / "results.json").read_text())
     params, _, meta, _ = lm.load_checkpoint(checkpoints[0])
-    data = corpora.load_corpus("generated")
-    streams = corpora.batchify(data.ids["valid"][:400], 4)
+    data = corpus.load_corpus("generated")
+    streams = corpus.batchify(data.ids["valid"][:400], 4)
     sums = lm.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
                                     streams, {}, {}, K=6)
     expected = lm.singular_values(sums.mean("all", "c")[0])[:, 0]
     np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
-    tags = corpora.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
-    scheme = corpora.builtin_scheme("brown")
-    for name, row in results["models"][0]["table1"]["c"].items():
+    tags = corpus.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
+    scheme = corpus.builtin_scheme("brown")
+    for name in scheme.pos:
         expected_count = sum(scheme.pos_index(t) == list(scheme.pos).index(name) for t in tags.ravel())
-        assert row["count"] == expected_count, name
+        assert results["models"][0]["table1"]["c"][name]["count"] == expected_count, name
     bins = results["models"][0]["frequency"]["c"]      # one bin: fewer than 100 words besides <unk>
     assert list(bins) == [f"rank 1-{len(data.vocab) - 1}"]
-    assert bins[f"rank 1-{len(data.vocab) - 1}"]["count"] == sum(w not in (corpora.EOS, corpora.UNK)
+    assert bins[f"rank 1-{len(data.vocab) - 1}"]["count"] == sum(w not in (corpus.EOS, corpus.UNK)
                                              for w in np.array(data.vocab)[streams.ravel()])
 
 
 def test_table2_word_classes_follow_majority_tags():
-    data = corpora.load_corpus("generated")
-    scheme = corpora.builtin_scheme(data.scheme)
+    data = corpus.load_corpus("generated")
+    scheme = corpus.builtin_scheme(data.scheme)
     classes = analyze.word_classes(data, scheme)
     tasks = analyze.table2_tasks(scheme, list(scheme.properties))
     index = data.word_to_id
@@ -108,13 +115,14 @@ def test_whitened_analysis_runs(checkpoints, tmp_path):
     assert analyse(checkpoints, tmp_path, "--whiten", "--state", "both", "--average", "class") == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert all(m["whitened"] for m in results["models"])
-    assert all(set(m["table1"]) == set(m["figure2"]) == {"c", "h"} for m in results["models"])
+    assert all(set(m["table1"]) == set(m["figure2"]) == set(m["figure2_class"]) == {"c", "h"}
+               for m in results["models"])
     assert (tmp_path / "table1.md").read_text().splitlines()[0].count("(h)") == 2
 
 
 def test_lms_of_different_sizes_compare_in_one_whitened_run(checkpoints, tmp_path):
     small = str(tmp_path / "small.npz")
-    sizes = [*SMALL, "--hidden-size", "8", "--embeddings", "joint", "--out", small]
+    sizes = [*SMALL_LM_ARGS, "--epochs", "3", "--hidden-size", "8", "--out", small]
     assert train.main(sizes) == 0
     assert analyse([checkpoints[0], small], tmp_path, "--whiten", "--state", "both") == 0
     models = json.loads((tmp_path / "results.json").read_text())["models"]
@@ -123,7 +131,7 @@ def test_lms_of_different_sizes_compare_in_one_whitened_run(checkpoints, tmp_pat
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--top-n", "9"], "larger than the embedding size"),
+    (["--top-n", "9"], "larger than min(H, E) = 8"),
     (["--max-delay", "200", "--max-tokens", "400"], "larger than the text"),
     (["--max-tokens", "24", "--batch-size", "1", "--max-delay", "2"], "no word of class"),
 ])
@@ -148,10 +156,11 @@ def test_classifier_recovers_a_planted_linear_labelling():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 6))
     y = np.where(X @ rng.normal(size=6) > 0.3, "a", "b")
-    accuracy, setting, sizes = analyze.best_validation_accuracy(X, y, seeds=1)
-    assert accuracy >= 0.95 and sizes == (320, 80)
-    shuffled, _, _ = analyze.best_validation_accuracy(X, rng.permutation(y), seeds=1)
-    assert shuffled < 0.8                                  # no signal, no accuracy
+    scores = analyze.separability(X, y, seeds=1)
+    assert scores["honest"] >= 0.95 and scores["cv"] >= 0.9 and scores["words"] == [320, 80]
+    shuffled = analyze.separability(X, rng.permutation(y), seeds=1)
+    assert shuffled["honest"] < 0.8 and shuffled["cv"] < 0.8      # no signal, no accuracy
+    assert shuffled["paper"] >= shuffled["honest"]                # the best of the grid on its own test
 
 
 def test_help_lists_the_options():
@@ -165,8 +174,97 @@ def test_help_lists_the_options():
 
 @pytest.mark.parametrize("argv", [["--frequency-bins", "1000", "100"], ["--frequency-bins", "0"],
                                   ["--property", "Number=Sing"], ["--property", "a:b:c"],
-                                  ["--average", "words"]])
+                                  ["--property", "sg:sg"], ["--average", "words"],
+                                  ["--batch-size", "0"], ["--classifier-seeds", "0"],
+                                  ["--top-n", "0"], ["--max-delay", "-1"], ["--cv-folds", "1"]])
 def test_impossible_options_stop_at_the_command_line(argv, capsys):
     with pytest.raises(SystemExit):
         analyze.parse_args(argv)
     assert "error:" in capsys.readouterr().err
+
+
+# ---- <unk> positions, the sweep cache, and what is checked before the sweeps -----------------
+
+def test_unknown_words_are_in_no_class(tmp_path, small_lm_args):
+    """Nouns seen only in the validation text become <unk>: Table 1 counts exactly the noun
+    positions whose word the LM knows, and <unk> gets its own row."""
+    folder = tmp_path / "text"
+    folder.mkdir()
+    train_sent = ("he/PPS sees/VBZ the/AT big/JJ cat/NN quickly/RB and/CC a/AT dog/NN in/IN london/NP ./.\n"
+                  "they/PPSS see/VBP cats/NNS ./.\n")
+    valid_sent = ("he/PPS sees/VBZ the/AT big/JJ zebra/NN quickly/RB and/CC a/AT dog/NN in/IN london/NP ./.\n"
+                  "they/PPSS see/VBP okapis/NNS ./.\n")
+    (folder / "toy-train.txt").write_text(train_sent * 200)
+    (folder / "toy-dev.txt").write_text(valid_sent * 40)
+    (folder / "toy-test.txt").write_text(train_sent * 20)
+    checkpoint = str(tmp_path / "lm.npz")
+    options = [a for a in small_lm_args if a not in ("--corpus", "generated")]
+    assert train.main([*options, "--corpus", str(folder), "--epochs", "1", "--out", checkpoint]) == 0
+    assert analyse([checkpoint], tmp_path, "--no-table2", "--max-delay", "2") == 0
+    table1 = json.loads((tmp_path / "results.json").read_text())["models"][0]["table1"]["c"]
+    data = corpus.load_corpus(str(folder))
+    n = len(data.ids["valid"]) // 20 * 20                                 # what batchify keeps
+    ids, tags = data.ids["valid"][:n], data.tags["valid"][:n]
+    unknown = ids == data.word_to_id[corpus.UNK]
+    assert table1["nouns"]["count"] == int(np.sum(np.isin(tags, ["NN", "NNS", "NP"]) & ~unknown))
+    assert table1[corpus.UNK]["count"] == int(unknown.sum()) > n // 19          # zebra, okapis
+
+
+def test_a_rerun_reuses_the_sweep_and_gives_the_same_numbers(checkpoints, tmp_path, capsys):
+    assert analyse(checkpoints[:1], tmp_path / "first", "--no-table2") == 0
+    assert "reusing" not in capsys.readouterr().err
+    shared = ["--sweep-cache", str(tmp_path / "first" / "sweeps")]
+    assert analyse(checkpoints[:1], tmp_path / "second", "--no-table2", *shared) == 0
+    assert "reusing the sweep" in capsys.readouterr().err
+    first, second = (json.loads((tmp_path / d / "results.json").read_text())["models"]
+                     for d in ("first", "second"))
+    assert first == second
+    assert analyse(checkpoints[:1], tmp_path / "third", "--no-table2", "--whiten", *shared) == 0
+    assert "reusing the sweep" in capsys.readouterr().err                  # whitening: no new sweep
+
+
+def test_table2_rows_that_cannot_be_split_are_left_out_with_a_note(checkpoints, tmp_path, capsys):
+    assert analyse(checkpoints[:1], tmp_path, "--cv-folds", "40") == 0
+    err = capsys.readouterr().err
+    assert "note: Table 2 row sg-pl left out" in err and "Traceback" not in err
+    assert "sg-pl" not in json.loads((tmp_path / "results.json").read_text())["table2"]
+
+
+def test_checks_come_before_the_sweep(checkpoints, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(lm, "sweep_state_gradients", lambda *a, **k: pytest.fail("swept"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert analyse(checkpoints, tmp_path, "--out-dir", str(blocker)) == 1
+    assert "--out-dir" in capsys.readouterr().err
+    classes = tmp_path / "classes.txt"
+    classes.write_text("pos nouns = NN NNS\nclass sg = NN\nproperty same = sg sg\n")
+    assert analyse(checkpoints, tmp_path, "--classes", str(classes)) == 1
+    assert "has the class 'sg' on both sides" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_finished_sweeps_and_exits_130(checkpoints, tmp_path, monkeypatch, capsys):
+    real_sweep = lm.sweep_state_gradients
+
+    def interrupted(*args, **kwargs):
+        if args[4] > 0:                   # the delay-0 sweep finishes, the 0..K sweep is cut short
+            raise KeyboardInterrupt
+        return real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "sweep_state_gradients", interrupted)
+    assert analyse(checkpoints[:1], tmp_path, "--no-table2") == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert len(list((tmp_path / "sweeps").glob("joint-K0-*.npz"))) == 1
+
+
+def test_odd_checkpoint_names_and_the_command_line(checkpoints, tmp_path):
+    odd = tmp_path / "$x_1$.npz"
+    odd.write_bytes(open(checkpoints[0], "rb").read())
+    assert analyse([str(odd)], tmp_path, "--no-table2") == 0              # not read as mathtext
+    missing = subprocess.run([sys.executable, "analyze.py", "--checkpoints", str(tmp_path / "no.npz"),
+                              "--out-dir", str(tmp_path / "out")], cwd=ROOT, text=True,
+                             capture_output=True)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
+    usage = subprocess.run([sys.executable, "analyze.py", "--batch-size", "0"], cwd=ROOT, text=True,
+                           capture_output=True)
+    assert usage.returncode == 2 and "at least 1" in usage.stderr
