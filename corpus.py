@@ -2,21 +2,21 @@
 
 Everything the two scripts need to turn tagged text into word ids and class labels:
 
-  * ``load_corpus``: Brown (NLTK, gold Brown tags), the NLTK Penn Treebank sample (the paper's
-    tagset), ``synthetic`` (a language with planted memory: number agreement over 1..D words and a
-    distractor), ``generated`` (the tests' toy English), or the user's own CoNLL-U or ``word/TAG``
-    files; lower-cased, ``<eos>`` after every sentence, tags and CoNLL-U features aligned to every
-    token, split by document (80/10/10, every genre in every split) unless file names say the split.
+  * ``load_corpus``: Brown (NLTK, gold Brown tags read as the Penn Treebank would tag them), the
+    NLTK Penn Treebank sample (the paper's tagset), the two generated languages of languages.py
+    (``synthetic``, with planted memory, and ``generated``, the tests' toy English), or the user's
+    own CoNLL-U or ``word/TAG`` files (own_text.py); lower-cased, ``<eos>`` after every sentence,
+    tags and CoNLL-U features aligned to every token, split by document (80/10/10, every genre in
+    every split) unless file names say the split.
   * the vocabulary: the ``vocab_size`` most frequent training words plus ``<unk>``.
   * class schemes: which tags (and features) form the POS classes of Table 1 and the two sides of
     each property of Figure 2; built in for every kind of corpus, or read from a small file.
+
+Read after lstm_memory.py, before train.py and analyze.py; own_text.py and languages.py come last.
 """
 from __future__ import annotations
 
 import collections
-import math
-import os
-import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -33,6 +33,16 @@ class CorpusError(Exception):
     """A corpus (or class file) that cannot be used, with a message that says what to do."""
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut (for error messages)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def quote(text: str) -> str:
+    """``text`` clipped and quoted, as an error message shows a token, tag or line."""
+    return repr(clip(text))
+
+
 # ----------------------------------------------------------------------------------------------
 # Class schemes: which tags and features form the classes of the analysis
 # ----------------------------------------------------------------------------------------------
@@ -43,22 +53,29 @@ class CorpusError(Exception):
 #   property NAME = CLASS_A CLASS_B              d_{a-b} of eq. (2) for Figure 2; a side may also be
 #                                                a bare Feature=Value (any tag with that feature)
 #
-# TAGs are shell patterns (VB* matches VBD); !PATTERN excludes; features must all be present.
+# TAGs are shell patterns (VB* matches VBD, [*] matches only the tag "*": a literal star, as in the
+# shell); !PATTERN excludes; features must all be present.
 # A token is in the first pos class that matches it. Lines starting with # are comments.
 
 SCHEMES = {
     "brown": """
-# Brown tags, -TL/-HL/-NC suffixes dropped; compound tags (PPS+BEZ) and PP$$ (mine) in no class
-pos pronouns = PP* !*$$ !*+*
-pos nouns = NN NNS NP NPS
-pos verbs = VB* BE* HV* DO* !*$$ !*+*
-pos adjectives = JJ* !*$$ !*+*
-pos adverbs = RB* !*$$ !*+*
+# Brown tags read as the Penn Treebank (the paper's tagset) would tag them; -TL/-HL/-NC suffixes
+# dropped, the preposition "to" read as TO (in no class); contractions (PPS+BEZ he's, DOD* didn't)
+# are two PTB tokens and in no class. [*] is Brown's tag "*" (not), a literal star.
+pos pronouns = PP* !*+*
+pos nouns = NN NNS NP NPS NR NRS NN$ NNS$ NP$ NPS$ NR$ !*+*
+pos verbs = VB* BE* HV* DO* !*+* !*[*]
+pos adjectives = JJ* AP OD !*+*
+pos adverbs = RB* RN QL QLP [*] !*+*
 pos conj./prep. = CC CS IN
-class sg = NN NP
-class pl = NNS NPS
-class common = NN NNS
-class proper = NP NPS
+class sg = NN NP NR NN$ NP$ NR$
+class pl = NNS NPS NRS NNS$ NPS$
+class common = NN NNS NR NRS NN$ NNS$ NR$
+class proper = NP NPS NP$ NPS$
+# disjoint sides, for --property sg-common:pl-common --property sg-common:sg-proper
+class sg-common = NN NR NN$ NR$
+class pl-common = NNS NRS NNS$
+class sg-proper = NP NP$
 property sg-pl = sg pl
 property common-proper = common proper
 """,
@@ -74,6 +91,9 @@ class sg = NN NNP
 class pl = NNS NNPS
 class common = NN NNS
 class proper = NNP NNPS
+class sg-common = NN
+class pl-common = NNS
+class sg-proper = NNP
 property sg-pl = sg pl
 property common-proper = common proper
 """,
@@ -160,7 +180,7 @@ def token_labels(classes, tags, feats):
 def parse_scheme(text: str, source: str, user_file: bool = False) -> Scheme:
     """A Scheme from the line format above; errors name ``source`` and the line."""
     scheme = Scheme(source, {}, {}, {}, user_file)
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         line, where = line.strip(), f"{source}:{number}"
         if not line or line.startswith("#"):
             continue
@@ -168,21 +188,23 @@ def parse_scheme(text: str, source: str, user_file: bool = False) -> Scheme:
         name, equals, body = (part.strip() for part in rest.partition("="))
         if kind not in ("pos", "class", "property") or not equals or not name or " " in name:
             raise CorpusError(f"{where}: expected 'pos NAME = TAGS', 'class NAME = TAGS' or "
-                              f"'property NAME = CLASS CLASS', found {line!r}")
+                              f"'property NAME = CLASS CLASS', found {quote(line)}")
         if name in scheme.classes or name in scheme.properties:
-            raise CorpusError(f"{where}: {name!r} is defined twice")
+            raise CorpusError(f"{where}: {quote(name)} is defined twice")
         if kind == "property":
             sides = body.split()
             if len(sides) != 2:
-                raise CorpusError(f"{where}: property {name!r} needs two classes, found {body!r}")
+                raise CorpusError(f"{where}: property {quote(name)} needs two classes, "
+                                  f"found {quote(body)}")
             scheme.properties[name] = tuple(property_side(scheme, side, where) for side in sides)
             continue
         patterns, _, feats = body.partition(";")
         tags = tuple(p for p in patterns.split() if not p.startswith("!"))
         if not tags:
-            raise CorpusError(f"{where}: class {name!r} names no tag")
+            raise CorpusError(f"{where}: class {quote(name)} names no tag")
         if any(f.count("=") != 1 for f in feats.split()):
-            raise CorpusError(f"{where}: features are written Feature=Value, found {feats.strip()!r}")
+            raise CorpusError(f"{where}: features are written Feature=Value, "
+                              f"found {quote(feats.strip())}")
         word_class = WordClass(name, tags, tuple(p[1:] for p in patterns.split() if p.startswith("!")),
                                frozenset(feats.split()), where)
         scheme.classes[name] = word_class
@@ -198,37 +220,20 @@ def property_side(scheme: Scheme, side: str, where: str) -> WordClass:
     if side in scheme.classes:
         return scheme.classes[side]
     if side.count("=") != 1:
-        raise CorpusError(f"{where}: {side!r} is neither a class of {scheme.source} nor a "
+        raise CorpusError(f"{where}: {quote(side)} is neither a class of {scheme.source} nor a "
                           f"Feature=Value")
     return WordClass(side, ("*",), (), frozenset([side]), where)
 
 
 def builtin_scheme(name: str) -> Scheme:
+    """The built-in scheme ``name``, a key of SCHEMES ('brown', 'treebank', 'upos', 'synthetic')."""
     return parse_scheme(SCHEMES[name], f"built-in {name} classes")
 
 
 def read_scheme(path: str) -> Scheme:
-    """The user's class file (``analyze.py --classes``)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise CorpusError(f"cannot read the class file {path}: {error}") from None
-    return parse_scheme(text, path, user_file=True)
-
-
-def guess_scheme(tags):
-    """The built-in scheme whose POS classes cover the most tokens of the user's own text, or
-    None when none covers a third of them (analyze.py then asks for a class file)."""
-    counts = collections.Counter(tags)
-
-    def covered(name):
-        scheme = builtin_scheme(name)
-        return sum(n for tag, n in counts.items() if scheme.pos_index(tag) >= 0)
-
-    coverage = {name: covered(name) for name in ("upos", "treebank", "brown")}
-    best = max(coverage, key=coverage.get)
-    return best if coverage[best] >= sum(counts.values()) / 3 else None
+    """The user's class file ``path`` (``analyze.py --classes``), read by ``own_text.read_text``."""
+    from own_text import read_text
+    return parse_scheme("\n".join(read_text(path, "a class file")), path, user_file=True)
 
 
 def check_tags_exist(scheme: Scheme, tags) -> None:
@@ -237,16 +242,26 @@ def check_tags_exist(scheme: Scheme, tags) -> None:
     for word_class in scheme.classes.values():
         for pattern in word_class.tags:
             if not any(fnmatchcase(tag, pattern) for tag in present):
-                shown = ", ".join(sorted(present - {EOS})[:30])
-                raise CorpusError(f"{word_class.where}: tag {pattern!r} of class {word_class.name!r} "
+                shown = ", ".join(clip(tag) for tag in sorted(present - {EOS})[:30])
+                raise CorpusError(f"{word_class.where}: tag {quote(pattern)} of class "
+                                  f"{quote(word_class.name)} "
                                   f"is not in the corpus (its tags: {shown})")
 
 
-def normalize_tag(tag: str, corpus: str) -> str:
-    """Brown: drop the title/headline/cited-word suffixes -TL, -HL, -NC (``NN-TL`` -> ``NN``)."""
+def normalize_tag(word: str, tag: str, corpus: str) -> str:
+    """A token's tag as the class schemes read it.
+
+    Args:
+        word: the token (any case).   tag: its gold tag.   corpus: the corpus name.
+    Brown and the generated language: the title/headline/cited-word suffixes -TL, -HL, -NC are
+    dropped (``NN-TL`` -> ``NN``). Brown only: the preposition "to" (``IN``) is read as the Penn
+    Treebank tags it, ``TO`` (in no class, like the infinitive marker Brown already tags TO).
+    """
     if corpus in ("brown", "generated"):
         parts = [p for p in tag.split("-") if p not in ("TL", "HL", "NC")]
         tag = "-".join(parts) if parts else tag
+    if corpus == "brown" and tag == "IN" and word.lower() == "to":
+        tag = "TO"
     return tag
 
 
@@ -280,8 +295,11 @@ def read_documents(name: str, seed: int = 0, max_distance: int = 15, fixed_dista
 
     ``split`` is None where the document rule (``split_of``) decides, else the split a file's name
     asks for. The Treebank's ``-NONE-`` traces are dropped. ``name`` may be the path of the
-    user's own files (``read_tagged_files``).
+    user's own files (``own_text.read_tagged_files``); ``generated`` and ``synthetic`` are the
+    languages of languages.py.
     """
+    from languages import generate_documents, generate_planted
+    from own_text import read_tagged_files
     if name == "generated":
         return [("generated", sents, None) for sents in generate_documents(seed=seed)]
     if name == "synthetic":
@@ -302,225 +320,6 @@ def read_documents(name: str, seed: int = 0, max_distance: int = 15, fixed_dista
             sents = [[(w, t, NO_FEATS) for w, t in s if t != "-NONE-"]
                      for s in reader.tagged_sents(fileid)]
             docs.append(("wsj", [s for s in sents if s], None))
-    return docs
-
-
-# ----------------------------------------------------------------------------------------------
-# The user's own text: CoNLL-U (Universal Dependencies) or word/TAG, one file or a folder
-# ----------------------------------------------------------------------------------------------
-
-def read_tagged_files(path: str, tag_column: str = "upos"):
-    """Documents (as ``read_documents``) of a CoNLL-U or word/TAG file, or of every file in a folder.
-
-    A file is CoNLL-U when it ends in .conllu/.conll or its first line has 10 tab-separated
-    fields; else it holds one sentence per line of whitespace-separated ``word/TAG`` tokens. A
-    folder's .conllu/.conll files are read if it has any (a UD release also holds README, LICENSE
-    and raw text), else all its files. Files named like UD's ``en_ewt-ud-dev.conllu`` (train, dev
-    or test between - _ or .) go whole to that split; the others are cut, in file-name order, into
-    documents of 50 sentences, split by ``split_of`` over the whole folder.
-    """
-    if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                       if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
-        conllu = [f for f in files if f.endswith((".conllu", ".conll"))]
-        files = conllu or files
-        if not files:
-            raise CorpusError(f"the folder {path} holds no files")
-    elif os.path.isfile(path):
-        files = [path]
-    else:
-        raise CorpusError(f"no corpus named {path!r}: choose one of {', '.join(CORPORA)}, or give a "
-                          f"file or folder of CoNLL-U or word/TAG text")
-    docs = []
-    for file in files:
-        try:
-            with open(file, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise CorpusError(f"cannot read {file}: {error}") from None
-        first = next((line for line in lines if line.strip() and not line.startswith("#")), "")
-        if file.endswith((".conllu", ".conll")) or first.count("\t") == 9:
-            sents = read_conllu(lines, file, tag_column)
-        else:
-            sents = read_word_tag(lines, file)
-        named = re.search(r"[-_.](train|dev|valid|test)[-_.]", os.path.basename(file))
-        split = {"dev": "valid"}.get(named.group(1), named.group(1)) if named else None
-        docs += [(path, sents[i:i + SENTENCES_PER_DOCUMENT], split)       # one genre: the path
-                 for i in range(0, len(sents), SENTENCES_PER_DOCUMENT)]
-    return docs
-
-
-def read_conllu(lines, file: str, tag_column: str = "upos"):
-    """Sentences of (FORM, UPOS or XPOS, FEATS) from CoNLL-U lines; multiword-token lines
-    (1-2) and empty nodes (1.1) are skipped. Malformed lines raise CorpusError naming file:line."""
-    column = {"upos": 3, "xpos": 4}[tag_column]
-    sents, sent = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            if sent:
-                sents.append(sent)
-            sent = []
-            continue
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 10:
-            raise CorpusError(f"{file}:{number}: a CoNLL-U token line has 10 tab-separated fields, "
-                              f"this one has {len(fields)}")
-        if "-" in fields[0] or "." in fields[0]:
-            continue
-        if not fields[0].isdigit():
-            raise CorpusError(f"{file}:{number}: the token id {fields[0]!r} is not a number")
-        tag, feats = fields[column], fields[5]
-        if tag == "_":
-            raise CorpusError(f"{file}:{number}: the token {fields[1]!r} has no {tag_column.upper()} "
-                              f"tag" + (" (try --tag-column upos)" if tag_column == "xpos" else ""))
-        if feats != NO_FEATS and any(f.count("=") != 1 for f in feats.split("|")):
-            raise CorpusError(f"{file}:{number}: features are written Feature=Value|..., "
-                              f"found {feats!r}")
-        sent.append((fields[1], tag, feats))
-    return sents + [sent] if sent else sents
-
-
-def read_word_tag(lines, file: str):
-    """Sentences of (word, TAG, no features) from lines of ``word/TAG`` tokens (the last / splits)."""
-    sents = []
-    for number, line in enumerate(lines, 1):
-        sent = []
-        for token in line.split():
-            word, slash, tag = token.rpartition("/")
-            if not (slash and word and tag):
-                raise CorpusError(f"{file}:{number}: {token!r} is not word/TAG")
-            sent.append((word, tag, NO_FEATS))
-        if sent:
-            sents.append(sent)
-    return sents
-
-
-# ----------------------------------------------------------------------------------------------
-# A language with planted memory: number agreement over 1..D words, and a distractor
-# ----------------------------------------------------------------------------------------------
-
-PLANTED_LEXICON = {
-    "nouns": "cat dog bird horse fox cow duck goat lion wolf bear frog owl rat bee ant hen pig yak "
-             "eel".split(),                              # singular; the plural adds -s
-    "verbs": "run walk sleep jump swim sing eat hide wait dance".split(),   # plural; sg adds -s
-    "group-A": "red blue green yellow black white pink brown grey purple".split(),
-    "group-B": "big small tall short old young long wide thin round".split(),
-    "fillers": "very often never always slowly quickly still again here there soon today now then "
-               "also even just only almost quite".split(),
-}
-
-
-def generate_planted(n_sentences: int = 20000, max_distance: int = 15, fixed_distance: bool = False,
-                     seed: int = 0):
-    """Sentences ``the ADJ NOUN filler ... VERB`` whose memory we know, with tags and features.
-
-    Number (NN Number=Sing / NNS Number=Plur, one half each) decides the verb form (VBZ / VBP),
-    which comes d words after the noun, d drawn uniformly from 1..D (always D with
-    ``fixed_distance``), with d - 1 adverbs (RB) drawn at random in between: an LM must keep the
-    number for up to D words, and has no use for it after the verb. The adjective's group (JJ
-    Group=A / Group=B, one half each: as frequent as number) changes nothing downstream, a
-    distractor an LM has no reason to keep.
-    """
-    rng = np.random.default_rng(seed)
-
-    def pick(words):
-        return words[rng.integers(len(words))]
-
-    lex = PLANTED_LEXICON
-    sents = []
-    for _ in range(n_sentences):
-        plural, group = bool(rng.integers(2)), "AB"[rng.integers(2)]
-        distance = max_distance if fixed_distance else int(rng.integers(1, max_distance + 1))
-        number = "Number=Plur" if plural else "Number=Sing"
-        sent = [("the", "DT", NO_FEATS), (pick(lex[f"group-{group}"]), "JJ", f"Group={group}"),
-                (pick(lex["nouns"]) + "s" * plural, "NNS" if plural else "NN", number)]
-        sent += [(pick(lex["fillers"]), "RB", NO_FEATS) for _ in range(distance - 1)]
-        sent.append((pick(lex["verbs"]) + "s" * (not plural), "VBP" if plural else "VBZ", number))
-        sents.append(sent)
-    return sents
-
-
-def planted_perplexity(max_distance: int = 15, fixed_distance: bool = False,
-                       remember_number: bool = True) -> float:
-    """The lowest perplexity an LM can reach on the planted language: one that knows its grammar
-    (exactly what ``generate_planted`` draws) and, with ``remember_number=False``, one that has
-    forgotten the noun's number by the verb (two verb forms left instead of one). An LM between
-    the two keeps some of the number; at the first, all of it.
-    """
-    lex, D = PLANTED_LEXICON, max_distance
-    nats = tokens = 0.0
-    for d in ([D] if fixed_distance else range(1, D + 1)):           # equally likely distances
-        # "the" after <eos> and <eos> after the verb are certain; adjective, noun, fillers, verb
-        nats += (math.log(len(lex["group-A"]) + len(lex["group-B"])) + math.log(2 * len(lex["nouns"]))
-                 + (d - 1) * math.log(len(lex["fillers"]))
-                 + math.log(len(lex["verbs"]) * (1 if remember_number else 2)))
-        if not fixed_distance:     # when the verb comes: after j fillers, P(verb) = 1 / (D - j)
-            nats += sum(math.log((D - j) / (D - j - 1)) for j in range(d - 1)) + math.log(D - d + 1)
-        tokens += d + 4                                   # the, adjective, noun, fillers, verb, <eos>
-    return math.exp(nats / tokens)
-
-
-# ----------------------------------------------------------------------------------------------
-# A generated corpus for tests: a small grammar with number agreement, gold Brown-style tags
-# ----------------------------------------------------------------------------------------------
-
-LEXICON = {
-    "NN": "cat dog bird house tree car idea book river city".split(),
-    "NNS": "cats dogs birds houses trees cars ideas books rivers cities".split(),
-    "NP": "john mary london paris alice bob".split(),
-    "JJ": "big small red old new happy".split(),
-    "VBZ": "sees likes wants finds knows".split(),
-    "VBP": "see like want find know".split(),
-    "RB": "quickly often never slowly".split(),
-    "IN": "in on with near".split(),
-    "AT": "the a".split(),
-    "PPS": "he she it".split(),
-    "PPSS": "they we".split(),
-    "CC": "and but".split(),
-}
-
-
-def generate_documents(n_docs: int = 60, sentences_per_doc: int = 40, seed: int = 0):
-    """Documents (lists of sentences) of a tiny English-like language with Brown tags: subject,
-    agreeing verb, object.
-
-    Subject number (singular NN/NP/PPS vs plural NNS/PPSS) decides the verb form (VBZ vs VBP), so a
-    language model must carry it across the optional adjective and adverb in between.
-    """
-    rng = np.random.default_rng(seed)
-
-    def word(tag):
-        options = LEXICON[tag]
-        return (options[rng.integers(len(options))], tag, NO_FEATS)
-
-    def noun_phrase(plural):
-        kind = rng.integers(3)
-        if kind == 0:
-            return [word("PPSS" if plural else "PPS")]
-        if kind == 1 and not plural:
-            return [word("NP")]
-        phrase = [word("AT")] if not plural or rng.random() < 0.5 else []
-        phrase = [("the", "AT", NO_FEATS)] if plural and phrase else phrase
-        if rng.random() < 0.5:
-            phrase.append(word("JJ"))
-        return phrase + [word("NNS" if plural else "NN")]
-
-    docs = []
-    for _ in range(n_docs):
-        sents = []
-        for _ in range(sentences_per_doc):
-            plural = bool(rng.integers(2))
-            sent = noun_phrase(plural)
-            if rng.random() < 0.3:
-                sent.append(word("RB"))
-            sent.append(word("VBP" if plural else "VBZ"))
-            sent += noun_phrase(bool(rng.integers(2)))
-            if rng.random() < 0.3:
-                sent += [word("IN")] + noun_phrase(bool(rng.integers(2)))
-            sents.append(sent + [(".", ".", NO_FEATS)])
-        docs.append(sents)
     return docs
 
 
@@ -577,7 +376,7 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
         for sent in sents:
             for w, t, f in sent:
                 words.append(w.lower())
-                tags.append(normalize_tag(t, name))
+                tags.append(normalize_tag(w, t, name))
                 feats.append(f)
             words.append(EOS)
             tags.append(EOS)
@@ -590,7 +389,11 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
     if max_train_tokens is not None:
         splits["train"] = tuple(column[:max_train_tokens] for column in splits["train"])
     vocab = list(vocab) if vocab is not None else build_vocab(splits["train"][0], vocab_size)
-    scheme = SCHEME_OF_CORPUS.get(name) or guess_scheme(splits["train"][1])
+    if name in SCHEME_OF_CORPUS:
+        scheme = SCHEME_OF_CORPUS[name]
+    else:
+        from own_text import guess_scheme
+        scheme = guess_scheme(splits["train"][1])
     corpus = Corpus(name=name, vocab=vocab, scheme=scheme)
     index = corpus.word_to_id
     unk = index[UNK]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import analyze
-import corpus as corpora
+import corpus
+import languages
+import own_text
 import train
 
 UPOS = {  # the generated language's Brown tags -> (UPOS, FEATS)
@@ -43,7 +45,7 @@ def write_word_tag(path, docs):
 @pytest.fixture(scope="module")
 def conllu_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ud")
-    docs = corpora.generate_documents(n_docs=20, sentences_per_doc=40)
+    docs = languages.generate_documents(n_docs=20, sentences_per_doc=40)
     write_conllu(folder / "toy-ud-train.conllu", docs[:16])
     write_conllu(folder / "toy-ud-dev.conllu", docs[16:18])
     write_conllu(folder / "toy-ud-test.conllu", docs[18:])
@@ -53,8 +55,8 @@ def conllu_dir(tmp_path_factory):
 
 
 def test_conllu_is_read_with_upos_features_and_ud_splits(conllu_dir):
-    data = corpora.load_corpus(str(conllu_dir))
-    reference = corpora.generate_documents(n_docs=20, sentences_per_doc=40)
+    data = corpus.load_corpus(str(conllu_dir))
+    reference = languages.generate_documents(n_docs=20, sentences_per_doc=40)
     first = reference[0][0]
     assert data.words["train"][:len(first)] == [w for w, _, _ in first]       # no multiword, no ghost
     assert "ghost" not in data.words["train"]
@@ -62,34 +64,34 @@ def test_conllu_is_read_with_upos_features_and_ud_splits(conllu_dir):
     assert list(data.feats["train"][:len(first)]) == [UPOS[t][1] for _, t, _ in first]
     n_valid = sum(len(s) + 1 for doc in reference[16:18] for s in doc)     # + <eos> per sentence
     assert len(data.ids["valid"]) == n_valid and data.scheme == "upos"
-    xpos = corpora.load_corpus(str(conllu_dir), tag_column="xpos")
+    xpos = corpus.load_corpus(str(conllu_dir), tag_column="xpos")
     assert list(xpos.tags["train"][:len(first)]) == [t for _, t, _ in first] and xpos.scheme == "brown"
 
 
 def test_word_tag_text_is_split_into_documents(tmp_path):
     path = tmp_path / "tagged.txt"
-    write_word_tag(path, corpora.generate_documents(n_docs=10, sentences_per_doc=40))   # 400 sentences
-    data = corpora.load_corpus(str(path))
-    sizes = {s: len(data.ids[s]) for s in corpora.SPLITS}
+    write_word_tag(path, languages.generate_documents(n_docs=10, sentences_per_doc=40))   # 400 sentences
+    data = corpus.load_corpus(str(path))
+    sizes = {s: len(data.ids[s]) for s in corpus.SPLITS}
     assert data.scheme == "brown" and all(sizes.values())
     assert sizes["train"] > 5 * sizes["valid"]                          # blocks of 50: 6 train, 1, 1
-    with pytest.raises(corpora.CorpusError, match="no valid and no test text"):
-        write_word_tag(path, corpora.generate_documents(n_docs=1, sentences_per_doc=40))
-        corpora.load_corpus(str(path))
+    with pytest.raises(corpus.CorpusError, match="no valid and no test text"):
+        write_word_tag(path, languages.generate_documents(n_docs=1, sentences_per_doc=40))
+        corpus.load_corpus(str(path))
 
 
 def test_a_folder_of_small_files_is_split_as_one_text(tmp_path):
-    for i, sents in enumerate(corpora.generate_documents(n_docs=10, sentences_per_doc=40)):
+    for i, sents in enumerate(languages.generate_documents(n_docs=10, sentences_per_doc=40)):
         write_word_tag(tmp_path / f"part{i:02d}", [sents])            # 40 sentences each
-    data = corpora.load_corpus(str(tmp_path))
-    assert all(len(data.ids[s]) > 0 for s in corpora.SPLITS)
+    data = corpus.load_corpus(str(tmp_path))
+    assert all(len(data.ids[s]) > 0 for s in corpus.SPLITS)
 
 
 def test_tags_no_built_in_scheme_knows_need_a_class_file(tmp_path, capsys):
     path = tmp_path / "odd.txt"
     path.write_text("".join(" ".join(f"{w}/T{len(w)}" for w, _, _ in s) + "\n"
-                            for doc in corpora.generate_documents(n_docs=10) for s in doc))
-    assert corpora.load_corpus(str(path)).scheme is None
+                            for doc in languages.generate_documents(n_docs=10) for s in doc))
+    assert corpus.load_corpus(str(path)).scheme is None
     out = tmp_path / "odd.npz"
     assert train.main([*SMALL, "--corpus", str(path), "--out", str(out)]) == 0
     assert analyze.main(["--checkpoints", str(out), "--out-dir", str(tmp_path), "--no-progress"]) == 1
@@ -115,15 +117,15 @@ def test_malformed_conllu_names_file_and_line(tmp_path, capsys, content, message
 def test_malformed_word_tag_and_missing_paths(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("the/AT cat/NN\nthe/AT dog\n")
-    with pytest.raises(corpora.CorpusError, match=r"words.txt:2: 'dog' is not word/TAG"):
-        corpora.load_corpus(str(path))
+    with pytest.raises(corpus.CorpusError, match=r"words.txt:2: 'dog' is not word/TAG"):
+        corpus.load_corpus(str(path))
     path.write_text("the/AT\tcat/NN\n")                                # tabs, but not CoNLL-U
-    assert corpora.read_tagged_files(str(path))[0][1] == [[("the", "AT", "_"), ("cat", "NN", "_")]]
-    with pytest.raises(corpora.CorpusError, match="no corpus named"):
-        corpora.load_corpus(str(tmp_path / "absent"))
+    assert own_text.read_tagged_files(str(path))[0][1] == [[("the", "AT", "_"), ("cat", "NN", "_")]]
+    with pytest.raises(corpus.CorpusError, match="no corpus named"):
+        corpus.load_corpus(str(tmp_path / "absent"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(corpora.CorpusError, match="holds no files"):
-        corpora.load_corpus(str(tmp_path / "empty"))
+    with pytest.raises(corpus.CorpusError, match="holds no files"):
+        corpus.load_corpus(str(tmp_path / "empty"))
 
 
 CLASSES = """# my classes
@@ -138,7 +140,7 @@ property number = Number=Sing Number=Plur
 
 
 def test_class_file_format_and_matching():
-    scheme = corpora.parse_scheme(CLASSES, "mine.txt")
+    scheme = corpus.parse_scheme(CLASSES, "mine.txt")
     assert list(scheme.pos) == ["nouns", "verbs", "function"]
     assert scheme.pos_index("PROPN", "Number=Sing") == 0 and scheme.pos_index("ADJ") == -1
     sg, pl = scheme.properties["sg-pl"]
@@ -147,8 +149,9 @@ def test_class_file_format_and_matching():
     a, b = scheme.properties["number"]                             # bare features: any tag
     assert a.matches("VERB", "Number=Sing|Tense=Pres") and b.matches("PRON", "Number=Plur")
     assert sg.where == "mine.txt:5"
-    brown = corpora.builtin_scheme("brown")
-    assert brown.pos_index("PP$$") == -1 and brown.pos_index("PPS+BEZ") == -1 and brown.pos_index("PP$") == 0
+    brown = corpus.builtin_scheme("brown")                          # exclusions: !*+* and !*[*]
+    assert brown.pos_index("PPS+BEZ") == -1 and brown.pos_index("PP$$") == brown.pos_index("PP$") == 0
+    assert brown.pos_index("DOD*") == -1 and brown.pos_index("DOD") == 2
 
 
 @pytest.mark.parametrize("text,message", [
@@ -161,8 +164,8 @@ def test_class_file_format_and_matching():
     ("class sg = NOUN\n", "mine.txt: defines no pos class"),
 ])
 def test_class_file_errors_name_the_line(text, message):
-    with pytest.raises(corpora.CorpusError, match=message):
-        corpora.parse_scheme(text, "mine.txt")
+    with pytest.raises(corpus.CorpusError, match=message):
+        corpus.parse_scheme(text, "mine.txt")
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +186,8 @@ def test_analysis_of_conllu_with_a_feature_property(conllu_lm, tmp_path):
     model = results["models"][0]
     assert results["classes"] == "built-in upos classes"
     assert list(model["figure2"]["c"]) == ["sg-pl", "common-proper", "Number=Sing:Number=Plur"]
-    words = model["figure2"]["c"]["Number=Sing:Number=Plur"]["words"]
-    sg_pl_words = model["figure2"]["c"]["sg-pl"]["words"]
+    words = model["properties"]["Number=Sing:Number=Plur"]["words"]
+    sg_pl_words = model["properties"]["sg-pl"]["words"]
     assert words[0] > sg_pl_words[0] and words[1] > sg_pl_words[1]      # verbs and pronouns too
     assert "Number=Sing:Number=Plur" in results["table2"]
 
@@ -194,7 +197,7 @@ def test_analysis_with_a_class_file(conllu_lm, tmp_path):
     classes.write_text(CLASSES)
     assert analyse(conllu_lm, tmp_path, "--classes", str(classes)) == 0
     model = json.loads((tmp_path / "results.json").read_text())["models"][0]
-    assert list(model["table1"]["c"]) == ["nouns", "verbs", "function"]
+    assert list(model["table1"]["c"]) == ["nouns", "verbs", "function", corpus.UNK]
     assert list(model["figure2"]["c"]) == ["sg-pl", "number"]
     assert np.isfinite(model["figure2"]["c"]["number"]["m"]).all()
 
