@@ -8,7 +8,12 @@
 
 Writes ``--out`` (the best model by validation perplexity) and ``<out>.last.npz`` (everything
 needed to ``--resume``: weights, carried state, RNG state, position in the epoch). Ctrl-C saves
-and exits cleanly; a non-finite loss stops with the last good checkpoint left in place.
+and exits with status 130; a non-finite loss or a failed save stops with status 1 and the last
+good checkpoint left in place.
+
+Reading order: the command line, word2vec CBOW, the SGD step, then ``train``, its loop
+``train_epochs`` and the ends of an epoch and of the run; saving, the run's start (checks,
+settings) and resuming come last.
 """
 from __future__ import annotations
 
@@ -19,97 +24,137 @@ import os
 import platform
 import signal
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-import corpus as corpora
+import corpus
+import languages
 import lstm_memory as lm
 
 FORMAT = "lstm-memory-lm/1"
-# settings that define the model and its data: fixed at the start, restored by --resume
 MAX_EPOCHS = 39      # the authors' configuration
-MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *corpora.CORPUS_OPTIONS,
+# settings that define the model and its data: fixed at the start, restored by --resume
+MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *corpus.CORPUS_OPTIONS,
                   "embedding_size", "hidden_size", "embeddings", "seed", "batch_size", "num_steps",
                   "dropout", "lr", "lr_decay", "decay_after", "max_grad_norm", "init_scale",
                   "min_improvement", "dtype", "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
                   "cbow_epochs", "cbow_lr")
+EXIT_STATUS = ("exit status: 0 trained, or stopped by --stop-after; 1 error (one line on stderr); "
+               "2 usage; 130 Ctrl-C, after saving the resumable state")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+def checked(kind, allowed: str, test):
+    """An argparse ``type``: ``kind(text)`` if ``test`` holds, else an error naming ``allowed``."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
+        return value
+    return convert
+
+
+COUNT = checked(int, "an integer >= 1", lambda n: n >= 1)
+NATURAL = checked(int, "an integer >= 0", lambda n: n >= 0)
+POSITIVE = checked(float, "a number > 0", lambda x: 0 < x < math.inf)
+BELOW_ONE = checked(float, "in [0, 1)", lambda x: 0 <= x < 1)
+DECAY = checked(float, "in (0, 1]", lambda x: 0 < x <= 1)
+
+
+def corpus_name(text: str) -> str:
+    """A built-in corpus, or the user's file or folder as an absolute path (found from anywhere)."""
+    return text if text in corpus.CORPORA else os.path.abspath(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options: data, model and optimisation (the paper's values), word2vec CBOW, the run."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EXIT_STATUS,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--corpus", default="brown", metavar="NAME_OR_PATH",
+    data.add_argument("--corpus", default="brown", type=corpus_name, metavar="NAME_OR_PATH",
                       help="brown or treebank (read through NLTK), synthetic (planted memory), "
                            "generated (the tests' toy language), or a file or folder of your own "
                            "CoNLL-U or word/TAG text")
-    data.add_argument("--max-distance", type=int, default=15,
+    data.add_argument("--max-distance", type=COUNT, default=15,
                       help="synthetic: D, the verb agrees with a noun 1..D words back")
     data.add_argument("--fixed-distance", action="store_true",
                       help="synthetic: every verb exactly --max-distance words after its noun")
     data.add_argument("--tag-column", default="upos", choices=("upos", "xpos"),
                       help="CoNLL-U: the tag column to read")
-    data.add_argument("--vocab-size", type=int, default=10000, help="most frequent words kept (+ <unk>)")
-    data.add_argument("--max-train-tokens", type=int, default=None,
+    data.add_argument("--vocab-size", type=COUNT, default=10000,
+                      help="most frequent words kept (+ <unk>)")
+    data.add_argument("--max-train-tokens", type=COUNT, default=None,
                       help="train on the first N training tokens only (quick runs)")
     model = p.add_argument_group("model (the paper's values)")
-    model.add_argument("--embedding-size", type=int, default=64, help="E")
-    model.add_argument("--hidden-size", type=int, default=256, help="H, LSTM cells in the one layer")
+    model.add_argument("--embedding-size", type=COUNT, default=64, help="E")
+    model.add_argument("--hidden-size", type=COUNT, default=256,
+                       help="H, LSTM cells in the one layer")
     model.add_argument("--embeddings", default="joint", choices=("joint", "cbow"),
                        help="joint: trained with the LM; cbow: word2vec CBOW, trained first, frozen")
-    model.add_argument("--dropout", type=float, default=0.5, help="dropout on the LSTM output only")
-    model.add_argument("--init-scale", type=float, default=0.05, help="weights ~ U(-s, s)")
+    model.add_argument("--dropout", type=BELOW_ONE, default=0.5,
+                       help="dropout on the LSTM output only")
+    model.add_argument("--init-scale", type=POSITIVE, default=0.05, help="weights ~ U(-s, s)")
     opt = p.add_argument_group("optimisation (the paper's values)")
-    opt.add_argument("--batch-size", type=int, default=20, help="B parallel streams")
-    opt.add_argument("--num-steps", type=int, default=50, help="T steps of truncated BPTT")
-    opt.add_argument("--lr", type=float, default=1.0, help="SGD learning rate")
-    opt.add_argument("--decay-after", type=int, default=6, help="epochs at the full learning rate")
-    opt.add_argument("--lr-decay", type=float, default=0.8, help="factor per epoch after that")
-    opt.add_argument("--max-grad-norm", type=float, default=5.0, help="global gradient-norm clip")
-    opt.add_argument("--epochs", type=int, default=None,
+    opt.add_argument("--batch-size", type=COUNT, default=20, help="B parallel streams")
+    opt.add_argument("--num-steps", type=COUNT, default=50, help="T steps of truncated BPTT")
+    opt.add_argument("--lr", type=POSITIVE, default=1.0, help="SGD learning rate")
+    opt.add_argument("--decay-after", type=NATURAL, default=6,
+                     help="epochs at the full learning rate")
+    opt.add_argument("--lr-decay", type=DECAY, default=0.8, help="factor per epoch after that")
+    opt.add_argument("--max-grad-norm", type=POSITIVE, default=5.0,
+                     help="global gradient-norm clip")
+    opt.add_argument("--epochs", type=COUNT, default=None,
                      help=f"at most this many epochs ({MAX_EPOCHS}, the authors' setting; --resume "
                           "keeps the interrupted run's value unless this is given)")
-    opt.add_argument("--min-improvement", type=float, default=None,
+    opt.add_argument("--min-improvement", type=BELOW_ONE, default=None,
                      help="early stopping (off by default, as in the authors' configuration): after "
                           "the first --decay-after epochs, stop when an epoch lowers validation "
                           "perplexity by less than this fraction of the best so far (0: stop once "
                           "it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
-    w2v.add_argument("--cbow-window", type=int, default=5)
-    w2v.add_argument("--cbow-negative", type=int, default=5)
-    w2v.add_argument("--cbow-sample", type=float, default=1e-3)
-    w2v.add_argument("--cbow-min-count", type=int, default=5)
-    w2v.add_argument("--cbow-epochs", type=int, default=5)
-    w2v.add_argument("--cbow-lr", type=float, default=0.05,
+    w2v.add_argument("--cbow-window", type=COUNT, default=5)
+    w2v.add_argument("--cbow-negative", type=COUNT, default=5)
+    w2v.add_argument("--cbow-sample", type=POSITIVE, default=1e-3)
+    w2v.add_argument("--cbow-min-count", type=COUNT, default=5)
+    w2v.add_argument("--cbow-epochs", type=COUNT, default=5)
+    w2v.add_argument("--cbow-lr", type=POSITIVE, default=0.05,
                      help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
     run.add_argument("--out", default="checkpoints/joint.npz", help="best checkpoint (.npz)")
-    run.add_argument("--resume", action="store_true", help="continue from <out>.last.npz")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--resume", action="store_true",
+                     help="continue from <out>.last.npz with its settings; a data, model or "
+                          "optimisation option given as well must have the checkpoint's value "
+                          "(--epochs may raise the number of epochs)")
+    run.add_argument("--seed", type=NATURAL, default=0)
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    run.add_argument("--save-every", type=int, default=200,
+    run.add_argument("--save-every", type=COUNT, default=200,
                      help="windows between saves of the resumable state")
-    run.add_argument("--stop-after", type=int, default=None,
-                     help="stop after N windows in this run, saving the resumable state (as Ctrl-C)")
+    run.add_argument("--stop-after", type=COUNT, default=None,
+                     help="stop after N windows in this run, saving the resumable state as Ctrl-C "
+                          "does, but with exit status 0: a planned stop")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; ``given`` names the options typed on it (the rest are defaults)."""
+    p = build_parser()
     args = p.parse_args(argv)
-    for name in ("vocab_size", "embedding_size", "hidden_size", "batch_size", "num_steps", "epochs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_distance < 1:
-        p.error("--max-distance must be at least 1")
     if args.fixed_distance and args.corpus != "synthetic":
         p.error("--fixed-distance is an option of --corpus synthetic")
-    if args.corpus not in corpora.CORPORA:          # the user's files: found from any directory
-        args.corpus = os.path.abspath(args.corpus)
-    if not 0.0 <= args.dropout < 1.0:
-        p.error("--dropout must be in [0, 1)")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
         p.error("--max-train-tokens is too small for --batch-size streams")
-    return args
+    unset = object()                    # parsed again onto "unset": what stays unset was not typed
+    typed = p.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    return argparse.Namespace(**vars(args),
+                              given=frozenset(k for k, v in vars(typed).items() if v is not unset))
 
 
 def last_path(out: str) -> str:
@@ -176,22 +221,8 @@ def train_cbow(ids, V: int, E: int, eos_id=None, window=5, negative=5, sample=1e
     Returns W_in (V, E), the embeddings, on ``xp``, and the loss per epoch (list of floats).
     """
     rng = np.random.default_rng(seed)
-    counts = np.bincount(ids, minlength=V).astype(np.float64)
-    in_vocab = counts >= min_count
-    if eos_id is not None:
-        in_vocab[eos_id] = True
-    stream = ids[in_vocab[ids]]                    # the words word2vec reads (N,)
+    stream, sentence, keep_prob, noise = cbow_text(ids, V, eos_id, sample, min_count)
     total = stream.size
-    sentence = (np.cumsum(stream == eos_id) if eos_id is not None   # sentence number per word (N,)
-                else np.zeros(total, dtype=np.int64))
-    keep_prob = np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
-                           / np.maximum(counts, 1))
-    if eos_id is not None:
-        keep_prob[eos_id] = 0.0                    # </s> ends a sentence; it is never trained
-    noise = np.where(in_vocab, counts, 0.0) ** 0.75
-    if eos_id is not None:
-        noise[eos_id] = 0.0
-    noise /= noise.sum()
     W_in = xp.asarray(rng.uniform(-0.5 / E, 0.5 / E, (V, E)))        # (V, E)
     W_out = xp.zeros((V, E))                                           # (V, E)
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])   # (2w,)
@@ -225,6 +256,31 @@ def train_cbow(ids, V: int, E: int, eos_id=None, window=5, negative=5, sample=1e
     return W_in, losses
 
 
+def cbow_text(ids, V: int, eos_id, sample: float, min_count: int):
+    """What word2vec.c reads of ``ids`` (N0,) and how it samples it (``train_cbow``'s rules).
+
+    Returns the words read (N,), their sentence numbers (N,), each word type's keep probability
+    under sub-sampling (V,), and the noise distribution of the negatives (V,).
+    """
+    counts = np.bincount(ids, minlength=V).astype(np.float64)
+    in_vocab = counts >= min_count
+    if eos_id is not None:
+        in_vocab[eos_id] = True
+    stream = ids[in_vocab[ids]]                    # the words word2vec reads (N,)
+    total = stream.size
+    sentence = (np.cumsum(stream == eos_id) if eos_id is not None   # sentence number per word (N,)
+                else np.zeros(total, dtype=np.int64))
+    keep_prob = np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
+                           / np.maximum(counts, 1))
+    if eos_id is not None:
+        keep_prob[eos_id] = 0.0                    # </s> ends a sentence; it is never trained
+    noise = np.where(in_vocab, counts, 0.0) ** 0.75
+    if eos_id is not None:
+        noise[eos_id] = 0.0
+    noise /= noise.sum()
+    return stream, sentence, keep_prob, noise
+
+
 def nearest_neighbours(embeddings, vocab, words, k=5):
     """The k nearest words by cosine for each of ``words`` that is in the vocabulary."""
     emb = lm.to_numpy(embeddings)
@@ -244,11 +300,15 @@ def nearest_neighbours(embeddings, vocab, words, k=5):
 # ----------------------------------------------------------------------------------------------
 
 def evaluate(params, ids, batch_size, num_steps):
-    """Perplexity of ``ids`` (no dropout, state carried across windows)."""
+    """Perplexity of ``ids`` (no dropout, state carried across windows).
+
+    Args: params, the LM's arrays (lm.PARAM_SHAPES); ids (N,) word ids; batch_size B streams;
+    num_steps T steps per window.
+    """
     xp = lm.get_array_module(params["W_h"])
-    streams = corpora.batchify(ids, batch_size)
+    streams = corpus.batchify(ids, batch_size)                           # (B, N // B)
     H = params["W_h"].shape[1]
-    h = xp.zeros((batch_size, H), dtype=params["W_h"].dtype)
+    h = xp.zeros((batch_size, H), dtype=params["W_h"].dtype)            # (B, H)
     c = xp.zeros_like(h)
     total, count = 0.0, 0
     for start in range(0, streams.shape[1] - 1, num_steps):
@@ -287,9 +347,9 @@ def sgd_step(params, grads, trainable, lr, num_steps, max_norm):
     return norm
 
 
-def learning_rate(args, epoch: int) -> float:
-    """lr for 0-based ``epoch``: args.lr for the first decay_after epochs, then x lr_decay per epoch."""
-    return args.lr * args.lr_decay ** max(0, epoch + 1 - args.decay_after)
+def learning_rate(settings, epoch: int) -> float:
+    """lr for 0-based ``epoch``: settings.lr for decay_after epochs, then x lr_decay per epoch."""
+    return settings.lr * settings.lr_decay ** max(0, epoch + 1 - settings.decay_after)
 
 
 class Interrupt:
@@ -312,183 +372,414 @@ class Interrupt:
         signal.signal(signal.SIGINT, self.previous)
 
 
-def save_state(args, params, vocab, state, extra, path):
-    meta = {"format": FORMAT, "settings": {k: getattr(args, k) for k in MODEL_SETTINGS},
-            "split": "by document, within each genre in file order: 4 mod 10 valid, "
-                     "5 mod 10 test, else train (files named *-train*, *-dev*, *-test*: whole)",
-            **state}
-    lm.save_checkpoint(path, params, vocab, meta, extra)
+class Stopped(Exception):
+    """Ctrl-C during training: the resumable state is saved, the run ends with status 130."""
+
+
+class TrainingError(Exception):
+    """A run that cannot start or go on, with one sentence saying what to do."""
+
+
+@dataclass
+class Run:
+    """What a run carries from window to window; ``save_last`` writes it all to <out>.last.npz."""
+    settings: argparse.Namespace   # MODEL_SETTINGS and the run options (out, save_every, ...)
+    params: dict                   # the LM's arrays, lm.PARAM_SHAPES, on xp
+    vocab: list                    # (V,) words
+    state: dict                    # JSON: epoch, window, rng, history, best_valid_ppl, ...
+    rng: np.random.Generator       # draws the dropout masks
+    h: object                      # (B, H) LSTM output, carried across windows
+    c: object                      # (B, H) LSTM cell state
+    machine: str
+    last_saved: bool = False       # whether <out>.last.npz holds this run's state
 
 
 def train(args) -> dict:
-    """Train (or resume) one LM; returns the final training state (history, perplexities)."""
+    """Train (or resume) one LM; returns the training state (history, perplexities).
+
+    Args: args, the command line of ``parse_args``. Raises Stopped after Ctrl-C (state saved).
+    """
     xp = lm.get_backend(args.device)
-    args.epochs = args.epochs or (None if args.resume else MAX_EPOCHS)
-    dtype = np.dtype(args.dtype)
-    resume_from = last_path(args.out)
-    resumed = None
-    if args.resume:
-        params, vocab, meta, extra = lm.load_checkpoint(resume_from)
-        if meta.get("format") != FORMAT or "train" not in meta:
-            raise lm.CheckpointError(f"{resume_from} is not a resumable train.py checkpoint")
-        epochs_asked = args.epochs
-        for key, value in meta["settings"].items():   # the model's settings come from the run
-            setattr(args, key, value)
-        args.epochs = epochs_asked or args.epochs
-        dtype = np.dtype(args.dtype)
-        resumed = meta
-    data = corpora.load_corpus(**corpora.corpus_settings(vars(args)))
-    V = len(data.vocab)
-    if resumed is not None:
-        lm.check_vocab(resume_from, vocab, data.vocab)
-        params = {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}
-        state = resumed["train"]
-        h, c = xp.asarray(extra["h"], dtype=dtype), xp.asarray(extra["c"], dtype=dtype)
-        print(f"resuming {resume_from}: epoch {state['epoch'] + 1}, window {state['window']}",
-              file=sys.stderr)
-    else:
-        params = lm.init_params(V, args.embedding_size, args.hidden_size, seed=args.seed,
-                                scale=args.init_scale, dtype=dtype, xp=xp)
-        state = {"epoch": 0, "window": 0, "rng": None, "history": [], "best_valid_ppl": None,
-                 "loss_sum": 0.0, "tokens": 0, "finished": False, "train_seconds": 0.0,
-                 "cbow": None}
-        if args.embeddings == "cbow":
-            W_in, losses = train_cbow(data.ids["train"], V, args.embedding_size,
-                                      eos_id=data.word_to_id.get(corpora.EOS),
-                                      window=args.cbow_window, negative=args.cbow_negative,
-                                      sample=args.cbow_sample, min_count=args.cbow_min_count,
-                                      epochs=args.cbow_epochs, lr=args.cbow_lr, seed=args.seed,
-                                      progress=not args.no_progress, xp=xp)
-            params["embedding"] = W_in.astype(dtype)
-            probes = ["man", "city", "said", "good", "he", "two", "war", "water"]
-            state["cbow"] = {"loss_per_epoch": losses,
-                             "neighbours": nearest_neighbours(W_in, data.vocab, probes)}
-            norms = np.linalg.norm(lm.to_numpy(W_in), axis=1)          # (V,)
-            index = data.word_to_id
-            for word, near in state["cbow"]["neighbours"].items():
-                listed = ", ".join(f"{w} ({norms[index[w]]:.2f})" for w in near)
-                print(f"  cbow neighbours of {word!r} ({norms[index[word]]:.2f}): {listed}  "
-                      f"[vector norms in brackets]", file=sys.stderr)
-            np.save(os.path.splitext(args.out)[0] + ".cbow.npy", lm.to_numpy(W_in))
-        h = xp.zeros((args.batch_size, args.hidden_size), dtype=dtype)
-        c = xp.zeros_like(h)
-    if state["finished"]:
-        print(f"{resume_from} has already finished training", file=sys.stderr)
-        return state
-
-    streams = corpora.batchify(data.ids["train"], args.batch_size)     # (B, N)
-    n_windows = math.ceil((streams.shape[1] - 1) / args.num_steps)
-    rng = np.random.default_rng(args.seed)
-    if state["rng"] is not None:
-        rng.bit_generator.state = state["rng"]
-    trainable = [k for k in params if not (k == "embedding" and args.embeddings == "cbow")]
-    windows_this_run = 0
-    machine = machine_name(xp)
-
-    def save_last():
-        state["rng"] = rng.bit_generator.state
-        save_state(args, params, data.vocab, {"train": state, "machine": machine},
-                   {"h": h, "c": c}, last_path(args.out))
-
+    prepare_output(args.out)
+    checkpoint = load_resumable(last_path(args.out), args) if args.resume else None
+    settings = run_settings(args, checkpoint[2]["settings"] if checkpoint else None)
+    data = corpus.load_corpus(**corpus.corpus_settings(vars(settings)))
+    check_corpus_length(data, settings)
+    run = (resumed_run(checkpoint, settings, data, xp) if checkpoint
+           else new_run(settings, data, xp))
+    if run.state["finished"]:
+        print(f"{last_path(settings.out)} has already finished training", file=sys.stderr)
+        return run.state
     with Interrupt() as interrupt:
-        while state["epoch"] < args.epochs:
-            epoch, lr = state["epoch"], learning_rate(args, state["epoch"])
-            bar = tqdm(total=n_windows, initial=state["window"], disable=args.no_progress,
-                       desc=f"epoch {epoch + 1}/{args.epochs} lr {lr:.3g}", unit="win")
-            clock = epoch_start = time.perf_counter()
-            epoch_tokens = 0
-            while state["window"] < n_windows:
-                start = state["window"] * args.num_steps
-                stop = min(start + args.num_steps, streams.shape[1] - 1)
-                inputs = xp.asarray(streams[:, start:stop])                   # (B, T)
-                targets = xp.asarray(streams[:, start + 1:stop + 1])          # (B, T)
-                keep = rng.random((args.batch_size, stop - start, args.hidden_size)) >= args.dropout
-                mask = xp.asarray(keep / (1.0 - args.dropout), dtype=dtype)   # (B, T, H)
-                loss, grads, (h_new, c_new) = lm.lm_loss_and_grads(params, inputs, targets, h, c, mask)
-                norm = (sgd_step(params, grads, trainable, lr, inputs.shape[1], args.max_grad_norm)
-                        if math.isfinite(loss) else math.nan)        # no step on a bad loss
-                if not math.isfinite(norm):
-                    raise FloatingPointError(
-                        f"non-finite loss or gradient at epoch {epoch + 1}, window {state['window']}: "
-                        f"training stopped; the last good state is in {last_path(args.out)} "
-                        "(try a lower --lr)")
-                h, c = h_new, c_new
-                state["window"] += 1
-                state["loss_sum"] += loss * inputs.size
-                state["tokens"] += int(inputs.size)
-                windows_this_run += 1
-                epoch_tokens += int(inputs.size)
-                bar.update(1)
-                if windows_this_run % 10 == 0:
-                    tok_s = epoch_tokens / (time.perf_counter() - epoch_start)
-                    bar.set_postfix(ppl=f"{perplexity(state['loss_sum'] / state['tokens']):.1f}",
-                                    tok_s=f"{tok_s:.0f}")
-                stop_now = interrupt.requested or windows_this_run == args.stop_after
-                if stop_now or state["window"] % args.save_every == 0:
-                    state["train_seconds"] += time.perf_counter() - clock
-                    clock = time.perf_counter()
-                    save_last()
-                if stop_now:
-                    bar.close()
-                    print(f"stopped; resume with: python train.py --resume --out {args.out}",
-                          file=sys.stderr)
-                    return state
-            bar.close()
-            state["train_seconds"] += time.perf_counter() - clock
-            valid_ppl = evaluate(params, data.ids["valid"], args.batch_size, args.num_steps)
-            train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
-            state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
-                                     "valid_ppl": valid_ppl})
-            print(f"epoch {epoch + 1}: lr {lr:.4g}  train ppl {train_ppl:.2f}  "
-                  f"valid ppl {valid_ppl:.2f}", file=sys.stderr)
-            best = state["best_valid_ppl"]
-            # no stopping while the learning rate is still at its start: the decay brings the gains
-            improved = (args.min_improvement is None or best is None
-                        or epoch + 1 <= args.decay_after
-                        or valid_ppl < best * (1.0 - args.min_improvement))
-            if best is None or valid_ppl < best:
-                state["best_valid_ppl"] = valid_ppl
-                save_state(args, params, data.vocab, {"train": state, "machine": machine},
-                           {}, args.out)
-            state.update(epoch=epoch + 1, window=0, loss_sum=0.0, tokens=0)
-            h = xp.zeros_like(h)             # each epoch reads the text from its start
-            c = xp.zeros_like(c)
-            if not improved:
-                print(f"validation perplexity improved by less than {args.min_improvement:.1%}: "
-                      "stopping", file=sys.stderr)
-                break
-            save_last()
+        stopped = train_epochs(run, data, interrupt)
+    if stopped:
+        message = f"stopped; resume with: python train.py --resume --out {settings.out}"
+        if interrupt.requested:
+            raise Stopped(message)
+        print(message, file=sys.stderr)
+        return run.state
+    return finish(run, data)
 
-    # the end: test perplexity of the best model, recorded in both checkpoints
-    best_params = lm.load_checkpoint(args.out)[0]
-    best_params = {k: xp.asarray(v, dtype=dtype) for k, v in best_params.items()}
-    state["test_ppl"] = evaluate(best_params, data.ids["test"], args.batch_size, args.num_steps)
+
+def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
+    """SGD over the epochs and windows still to do; True if stopped early (Ctrl-C, --stop-after).
+
+    Args: run, updated in place; data, the corpus.Corpus; interrupt, the Ctrl-C flag.
+    """
+    s, state = run.settings, run.state
+    xp = lm.get_array_module(run.h)
+    streams = corpus.batchify(data.ids["train"], s.batch_size)              # (B, N)
+    n_windows = math.ceil((streams.shape[1] - 1) / s.num_steps)
+    trainable = [k for k in run.params if not (k == "embedding" and s.embeddings == "cbow")]
+    windows_this_run = 0
+    while state["epoch"] < s.epochs:
+        epoch, lr = state["epoch"], learning_rate(s, state["epoch"])
+        progress = EpochProgress(run, n_windows, lr)
+        clock = time.perf_counter()
+        for window in range(state["window"], n_windows):
+            start = window * s.num_steps
+            stop = min(start + s.num_steps, streams.shape[1] - 1)
+            inputs = xp.asarray(streams[:, start:stop])                       # (B, T)
+            targets = xp.asarray(streams[:, start + 1:stop + 1])              # (B, T)
+            keep = run.rng.random((s.batch_size, stop - start, s.hidden_size)) >= s.dropout
+            mask = xp.asarray(keep / (1.0 - s.dropout), dtype=s.dtype)        # (B, T, H)
+            loss, grads, (h, c) = lm.lm_loss_and_grads(run.params, inputs, targets, run.h, run.c,
+                                                       mask)
+            norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1], s.max_grad_norm)
+                    if math.isfinite(loss) else math.nan)          # no step on a bad loss
+            if not math.isfinite(norm):
+                raise FloatingPointError(diverged(run, epoch, window))
+            run.h, run.c = h, c
+            state["window"] = window + 1
+            state["loss_sum"] += loss * inputs.size
+            state["tokens"] += int(inputs.size)
+            windows_this_run += 1
+            progress.update(state, int(inputs.size))
+            stop_now = interrupt.requested or windows_this_run == s.stop_after
+            if stop_now or state["window"] % s.save_every == 0:
+                state["train_seconds"] += time.perf_counter() - clock
+                clock = time.perf_counter()
+                save_last(run)
+            if stop_now:
+                progress.close()
+                return True
+        progress.close()
+        state["train_seconds"] += time.perf_counter() - clock
+        if not end_epoch(run, data, epoch, lr):
+            return False
+        save_last(run)
+    return False
+
+
+class EpochProgress:
+    """The progress bar of one epoch: windows, running training perplexity, tokens per second."""
+
+    def __init__(self, run: Run, n_windows: int, lr: float):
+        self.bar = tqdm(total=n_windows, initial=run.state["window"],
+                        disable=run.settings.no_progress, unit="win",
+                        desc=f"epoch {run.state['epoch'] + 1}/{run.settings.epochs} lr {lr:.3g}")
+        self.start, self.tokens, self.windows = time.perf_counter(), 0, 0
+
+    def update(self, state: dict, tokens: int):
+        """One window of ``tokens`` (B x T) done; ``state``: the run's, for the perplexity."""
+        self.bar.update(1)
+        self.tokens += tokens
+        self.windows += 1
+        if self.windows % 10 == 0:
+            tok_s = self.tokens / (time.perf_counter() - self.start)
+            self.bar.set_postfix(ppl=f"{perplexity(state['loss_sum'] / state['tokens']):.1f}",
+                                 tok_s=f"{tok_s:.0f}")
+
+    def close(self):
+        self.bar.close()
+
+
+def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
+    """Validation perplexity, the best checkpoint, the next epoch's start; False to stop early.
+
+    Args: run, updated in place; data, the corpus.Corpus; epoch, 0-based; lr, the epoch's rate.
+    """
+    s, state = run.settings, run.state
+    valid_ppl = evaluate(run.params, data.ids["valid"], s.batch_size, s.num_steps)
+    train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
+    state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
+                             "valid_ppl": valid_ppl})
+    print(f"epoch {epoch + 1}: lr {lr:.4g}  train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}",
+          file=sys.stderr)
+    best = state["best_valid_ppl"]
+    # no stopping while the learning rate is still at its start: the decay brings the gains
+    improved = (s.min_improvement is None or best is None or epoch + 1 <= s.decay_after
+                or valid_ppl < best * (1.0 - s.min_improvement))
+    if best is None or valid_ppl < best:
+        state["best_valid_ppl"] = valid_ppl
+        save(run, run.params, {}, s.out)
+    state.update(epoch=epoch + 1, window=0, loss_sum=0.0, tokens=0)
+    xp = lm.get_array_module(run.h)
+    run.h, run.c = xp.zeros_like(run.h), xp.zeros_like(run.c)   # each epoch reads the text anew
+    if not improved:
+        print(f"validation perplexity improved by less than {s.min_improvement:.1%}: stopping",
+              file=sys.stderr)
+    return improved
+
+
+def finish(run: Run, data) -> dict:
+    """Test perplexity of the best model (read back from --out), recorded in both checkpoints;
+    returns the state. Args: run, after its last epoch; data, the corpus.Corpus."""
+    s, state = run.settings, run.state
+    xp = lm.get_array_module(run.h)
+    best_params = lm.load_checkpoint(s.out)[0]
+    best_params = {k: xp.asarray(v, dtype=s.dtype) for k, v in best_params.items()}
+    state["test_ppl"] = evaluate(best_params, data.ids["test"], s.batch_size, s.num_steps)
     state["finished"] = True
     print(f"best valid ppl {state['best_valid_ppl']:.2f}, test ppl {state['test_ppl']:.2f} "
-          f"({state['train_seconds'] / 60:.1f} min of training on {machine})", file=sys.stderr)
-    if args.corpus == "synthetic":
+          f"({state['train_seconds'] / 60:.1f} min of training on {run.machine})", file=sys.stderr)
+    if s.corpus == "synthetic":
         print(f"the planted language's perplexity: at best "
-              f"{corpora.planted_perplexity(args.max_distance, args.fixed_distance):.2f}, without "
+              f"{languages.planted_perplexity(s.max_distance, s.fixed_distance):.2f}, without "
               f"the noun's number at the verb "
-              f"{corpora.planted_perplexity(args.max_distance, args.fixed_distance, False):.2f}",
+              f"{languages.planted_perplexity(s.max_distance, s.fixed_distance, False):.2f}",
               file=sys.stderr)
-    save_state(args, best_params, data.vocab, {"train": state, "machine": machine}, {}, args.out)
-    save_last()
+    save(run, best_params, {}, s.out)
+    save_last(run)
     return state
 
 
+# ----------------------------------------------------------------------------------------------
+# Saving: the best checkpoint and the resumable state, and what is left when a save fails
+# ----------------------------------------------------------------------------------------------
+
+def save(run: Run, params: dict, extra: dict, path: str):
+    """Write ``params`` with the run's settings and state to ``path``; a failed write (disk full,
+    folder gone) becomes one sentence, the file there before left as it was.
+
+    Args: params, the LM's arrays (lm.PARAM_SHAPES); extra, more arrays by name ({"h": (B, H),
+    "c": (B, H)} in <out>.last.npz, none in --out).
+    """
+    meta = {"format": FORMAT, "settings": {k: getattr(run.settings, k) for k in MODEL_SETTINGS},
+            "split": "by document, within each genre in file order: 4 mod 10 valid, "
+                     "5 mod 10 test, else train (files named *-train*, *-dev*, *-test*: whole)",
+            "train": run.state, "machine": run.machine}
+    try:
+        lm.save_checkpoint(path, params, run.vocab, meta, extra)
+    except OSError as error:
+        raise TrainingError(f"could not write {path} ({error.strerror or error}): "
+                            f"{what_is_left(run)}") from None
+
+
+def save_last(run: Run):
+    """Write the resumable state: weights, RNG, carried h and c, position in the epoch."""
+    run.state["rng"] = run.rng.bit_generator.state
+    save(run, run.params, {"h": run.h, "c": run.c}, last_path(run.settings.out))
+    run.last_saved = True
+
+
+def what_is_left(run: Run) -> str:
+    """Where the last good state is, and how to go on from it."""
+    last = last_path(run.settings.out)
+    if run.last_saved and os.path.isfile(last):
+        return (f"{last} holds the last good state; fix the cause and continue with "
+                f"python train.py --resume --out {run.settings.out}")
+    return "no resumable state is left; fix the cause and start again"
+
+
+def diverged(run: Run, epoch: int, window: int) -> str:
+    """The message for a non-finite loss or gradient, naming the last good state if there is one."""
+    last = last_path(run.settings.out)
+    kept = (f"the last good state is in {last}" if run.last_saved and os.path.isfile(last)
+            else "no resumable state was saved yet")
+    return (f"non-finite loss or gradient at epoch {epoch + 1}, window {window}: training "
+            f"stopped; {kept} (try a lower --lr)")
+
+
+# ----------------------------------------------------------------------------------------------
+# The run's start: checks before any long work, settings, a new run or a resumed one
+# ----------------------------------------------------------------------------------------------
+
+def prepare_output(out: str):
+    """Refuse an --out that cannot be written: create its folder, probe it with a file; remove
+    the temporary files an interrupted save to it left."""
+    if os.path.isdir(out) or not os.path.basename(out):
+        raise TrainingError(f"--out {out} is a folder: give the checkpoint's file name, "
+                            f"such as {os.path.join(out, 'joint.npz')}")
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for path in (out, last_path(out)):
+            lm.remove_stale_temporaries(path)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=lm.temporary_prefix(out), suffix=".npz")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        reason = f"{error.strerror}: {error.filename}" if error.filename else str(error)
+        raise TrainingError(f"--out {out} cannot be written ({reason}): choose a folder you can "
+                            "write to") from None
+
+
+def run_settings(args, saved: dict | None = None) -> argparse.Namespace:
+    """The run's settings: the command line's, or on --resume the checkpoint's ``saved`` ones
+    (data, model, optimisation) with this command line's run options and, if given, --epochs."""
+    settings = {**vars(args), "epochs": args.epochs or MAX_EPOCHS}
+    if saved is not None:
+        settings.update(saved, epochs=args.epochs or saved["epochs"])
+    return argparse.Namespace(**settings)
+
+
+def check_corpus_length(data, settings):
+    """Refuse a split too short for --batch-size streams of one --num-steps window each."""
+    B, T = settings.batch_size, settings.num_steps
+    for split in corpus.SPLITS:
+        if len(data.ids[split]) < B * (T + 1):
+            raise corpus.CorpusError(
+                f"the {split} split of {settings.corpus} has {len(data.ids[split])} tokens, too "
+                f"few for --batch-size {B} streams of one --num-steps {T} window "
+                f"({B * (T + 1)} tokens): lower the two, or give a larger corpus or "
+                "--max-train-tokens")
+
+
+def new_run(settings, data, xp) -> Run:
+    """A run at its start: initial weights (CBOW embeddings for --embeddings cbow), zero state.
+
+    Args: settings, of ``run_settings``; data, the corpus.Corpus; xp, numpy or cupy.
+    """
+    dtype = np.dtype(settings.dtype)
+    params = lm.init_params(len(data.vocab), settings.embedding_size, settings.hidden_size,
+                            seed=settings.seed, scale=settings.init_scale, dtype=dtype, xp=xp)
+    state = {"epoch": 0, "window": 0, "rng": None, "history": [], "best_valid_ppl": None,
+             "loss_sum": 0.0, "tokens": 0, "finished": False, "train_seconds": 0.0, "cbow": None}
+    if settings.embeddings == "cbow":
+        params["embedding"], state["cbow"] = cbow_embeddings(settings, data, xp)
+    h = xp.zeros((settings.batch_size, settings.hidden_size), dtype=dtype)     # (B, H)
+    return Run(settings, params, data.vocab, state, np.random.default_rng(settings.seed),
+               h, xp.zeros_like(h), machine_name(xp))
+
+
+def cbow_embeddings(settings, data, xp):
+    """word2vec CBOW embeddings (V, E) for the frozen-embedding LM, in settings.dtype, and their
+    record (losses, neighbours, printed); the float64 vectors also go to <out>.cbow.npy.
+
+    Args: settings, of ``run_settings``; data, the corpus.Corpus; xp, numpy or cupy.
+    """
+    W_in, losses = train_cbow(data.ids["train"], len(data.vocab), settings.embedding_size,
+                              eos_id=data.word_to_id.get(corpus.EOS),
+                              window=settings.cbow_window, negative=settings.cbow_negative,
+                              sample=settings.cbow_sample, min_count=settings.cbow_min_count,
+                              epochs=settings.cbow_epochs, lr=settings.cbow_lr, seed=settings.seed,
+                              progress=not settings.no_progress, xp=xp)         # (V, E)
+    probes = ["man", "city", "said", "good", "he", "two", "war", "water"]
+    record = {"loss_per_epoch": losses, "neighbours": nearest_neighbours(W_in, data.vocab, probes)}
+    norms = np.linalg.norm(lm.to_numpy(W_in), axis=1)                            # (V,)
+    index = data.word_to_id
+    for word, near in record["neighbours"].items():
+        listed = ", ".join(f"{w} ({norms[index[w]]:.2f})" for w in near)
+        print(f"  cbow neighbours of {word!r} ({norms[index[word]]:.2f}): {listed}  "
+              f"[vector norms in brackets]", file=sys.stderr)
+    path = os.path.splitext(settings.out)[0] + ".cbow.npy"
+    try:
+        np.save(path, lm.to_numpy(W_in))
+    except OSError as error:
+        raise TrainingError(f"could not write {path} ({error.strerror or error}): free disk "
+                            "space and start again") from None
+    return W_in.astype(np.dtype(settings.dtype)), record
+
+
+# ----------------------------------------------------------------------------------------------
+# Resume: <out>.last.npz, checked against the command line and the corpus
+# ----------------------------------------------------------------------------------------------
+
+TRAIN_STATE = ("epoch", "window", "rng", "history", "best_valid_ppl", "loss_sum", "tokens",
+               "finished", "train_seconds")
+
+
+def load_resumable(path: str, args):
+    """(params, vocab, meta, extra) of ``path``, checked: a train.py checkpoint with its training
+    state and settings (``check_saved_settings``)."""
+    if not os.path.exists(path):
+        raise lm.CheckpointError(f"checkpoint {path} does not exist: there is nothing to --resume "
+                                 "(run without --resume to start, or check --out)")
+    checkpoint = lm.load_checkpoint(path, required=("format", "settings", "train"))
+    meta = checkpoint[2]
+    if meta["format"] != FORMAT:
+        raise lm.CheckpointError(f"{path} has format {meta['format']!r}, not {FORMAT!r}: it was "
+                                 "not written by this train.py")
+    missing = [key for key in TRAIN_STATE if key not in meta["train"]]
+    if missing:
+        raise lm.CheckpointError(f"{path} lacks the training state {', '.join(missing)}: it was "
+                                 "not written by this train.py")
+    check_saved_settings(path, meta["settings"], args)
+    return checkpoint
+
+
+def check_saved_settings(path: str, saved: dict, args):
+    """Refuse saved settings that are missing (corpus options have defaults) or not of their
+    option's type, and options given on the command line with another value (--epochs aside)."""
+    parser = build_parser()
+    for key in MODEL_SETTINGS:
+        option, default = "--" + key.replace("_", "-"), parser.get_default(key)
+        if key not in saved and key not in corpus.CORPUS_OPTIONS:
+            raise lm.CheckpointError(f"{path} lacks the setting {option}: it was not written by "
+                                     "this train.py")
+        value = saved.get(key, corpus.CORPUS_OPTIONS.get(key))
+        kinds = {bool: bool, int: int, str: str}.get(type(default), (int, float))
+        if not (isinstance(value, kinds) or (default is None and value is None)):
+            raise lm.CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
+                                     "option: it was not written by this train.py")
+        if key != "epochs" and key in args.given and getattr(args, key) != value:
+            raise lm.CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
+                                     f"was trained with {option} {value}: leave {option} out to "
+                                     "resume that run, or give another --out to start a new one")
+
+
+def resumed_run(checkpoint, settings, data, xp) -> Run:
+    """The run saved in ``checkpoint``, on ``xp``, checked against its settings and the corpus.
+
+    Args: checkpoint, (params, vocab, meta, extra) of ``load_resumable``, extra holding h and c
+    (B, H); settings, of ``run_settings``; data, the corpus.Corpus; xp, numpy or cupy.
+    """
+    path = last_path(settings.out)
+    params, vocab, meta, extra = checkpoint
+    lm.check_vocab(path, vocab, data.vocab)
+    B, E, H = settings.batch_size, settings.embedding_size, settings.hidden_size
+    arrays = {**params, **extra}
+    expected = {"embedding": (len(vocab), E), "W_h": (4 * H, H), "h": (B, H), "c": (B, H)}
+    for name, shape in expected.items():
+        found = arrays[name].shape if name in arrays else "missing"
+        if found != shape:
+            raise lm.CheckpointError(f"{path} does not fit its own settings: {name} is {found}, "
+                                     f"expected {shape}")
+    state = meta["train"]
+    rng = np.random.default_rng(settings.seed)
+    try:
+        if state["rng"] is not None:
+            rng.bit_generator.state = state["rng"]
+        position = f"epoch {int(state['epoch']) + 1}, window {int(state['window'])}"
+    except (TypeError, ValueError, KeyError) as error:
+        raise lm.CheckpointError(f"{path} has an unusable training state ({error})") from None
+    print(f"resuming {path}: {position}", file=sys.stderr)
+    dtype = np.dtype(settings.dtype)
+    return Run(settings, {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}, data.vocab,
+               state, rng, xp.asarray(extra["h"], dtype=dtype), xp.asarray(extra["c"], dtype=dtype),
+               machine_name(xp), last_saved=True)
+
+
 def main(argv=None) -> int:
+    """Run train.py; returns the exit status (EXIT_STATUS)."""
     args = parse_args(argv)
     try:
         state = train(args)
-    except (lm.CheckpointError, corpora.CorpusError, FloatingPointError, RuntimeError,
-            ValueError) as error:
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:     # outside the SGD loop (CBOW, evaluation), or a second Ctrl-C
+        print("interrupted; the checkpoints written before are kept", file=sys.stderr)
+        return 130
+    except (TrainingError, lm.CheckpointError, corpus.CorpusError, FloatingPointError,
+            RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:     # outside the SGD loop (CBOW, final evaluation)
-        print("interrupted outside the training loop; checkpoints written so far are kept",
+    except OSError as error:      # reading the corpus: saves are handled where they happen
+        print(f"error: {error.filename or 'a file'} cannot be read ({error.strerror or error})",
               file=sys.stderr)
-        return 130
+        return 1
     if state.get("finished"):
         print(json.dumps({k: state[k] for k in ("best_valid_ppl", "test_ppl", "train_seconds")}))
     return 0
