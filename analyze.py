@@ -17,8 +17,9 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
   results.json       every number behind them
 
 A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
-normalisation). The sweeps' sums are saved first (--sweep-cache): a rerun with the same checkpoints
-and text reuses them, so --whiten or another --property costs seconds. Exit status: 0 done,
+normalisation). The sweeps' sums are saved first (in a folder 'sweeps' beside each checkpoint, or
+--sweep-cache): a rerun with the same checkpoints and text reuses them, so --whiten or another
+--property costs seconds. Exit status: 0 done,
 1 error, 2 usage, 130 interrupted.
 """
 from __future__ import annotations
@@ -99,8 +100,9 @@ def parse_args(argv=None):
                    help="whiten the embedding space (Cholesky factor of its covariance) so that "
                         "singular values of different LMs share one scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
-    p.add_argument("--sweep-cache", default="checkpoints/sweeps", metavar="DIR",
-                   help="where the sweeps' sums are kept for reruns")
+    p.add_argument("--sweep-cache", default=None, metavar="DIR",
+                   help="where the sweeps' sums are kept for reruns (default: a folder 'sweeps' "
+                        "beside each checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument("--workers", type=at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")
@@ -282,6 +284,11 @@ def labelled_text(data, scheme, properties, args) -> LabelledText:
     return LabelledText(streams, batch(table1), table1_names, batch(memory), memory_names)
 
 
+def cache_folder(model, args):
+    """--sweep-cache, or the folder 'sweeps' beside the checkpoint."""
+    return args.sweep_cache or os.path.join(os.path.dirname(os.path.abspath(model.path)), "sweeps")
+
+
 def sweep(model, streams, labelings, names, K, args, xp):
     """lstm_memory.sweep_state_gradients for one LM, or its sums from --sweep-cache when this LM,
     text, labelling and K were swept before; returns StateGradientSums and the seconds it took."""
@@ -291,7 +298,7 @@ def sweep(model, streams, labelings, names, K, args, xp):
     for array in (streams, *(labelings[n] for n in sorted(labelings))):
         key.update(np.ascontiguousarray(array).tobytes())
     key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
-    path = os.path.join(args.sweep_cache, f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
+    path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
     sums = lm.StateGradientSums(names, K, H, E, xp=np)
     if os.path.exists(path):
@@ -783,10 +790,10 @@ def prepare(args):
     classes, properties, the text's length, Table 2's rows. Returns (models, scheme, properties,
     texts by corpus, Table 2 datasets)."""
     writable_directory(args.out_dir, "--out-dir")
-    writable_directory(args.sweep_cache, "--sweep-cache")
     corpus_cache, models, schemes = {}, [], {}
     for path in args.checkpoints:
         model = load_model(path, corpus_cache)
+        writable_directory(cache_folder(model, args), "the sweep cache")
         if model.name in (m.name for m in models):
             raise AnalysisError(f"two checkpoints are named {model.name}: give them different names")
         H, E = model.params["W_h"].shape[1], model.params["embedding"].shape[1]
@@ -834,7 +841,7 @@ def main(argv=None) -> int:
         print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted; finished sweeps are kept in {args.sweep_cache} for the next run",
+        print("interrupted; the finished sweeps are kept for the next run (--sweep-cache)",
               file=sys.stderr)
         return 130
     print(f"wrote figures, tables and results.json to {args.out_dir}", file=sys.stderr)

@@ -260,6 +260,9 @@ def test_odd_checkpoint_names_and_the_command_line(checkpoints, tmp_path):
     odd = tmp_path / "$x_1$.npz"
     odd.write_bytes(open(checkpoints[0], "rb").read())
     assert analyse([str(odd)], tmp_path, "--no-table2") == 0              # not read as mathtext
+    assert analyze.main(["--device", "cpu", "--checkpoints", str(odd), "--out-dir", str(tmp_path / "o"),
+                         "--max-delay", "2", "--no-table2", "--no-progress"]) == 0
+    assert len(list((tmp_path / "sweeps").glob("$x_1$-K2-*.npz"))) == 1    # beside the checkpoint
     missing = subprocess.run([sys.executable, "analyze.py", "--checkpoints", str(tmp_path / "no.npz"),
                               "--out-dir", str(tmp_path / "out")], cwd=ROOT, text=True,
                              capture_output=True)
