@@ -453,15 +453,15 @@ class StateGradientSums:
         Args:
             labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
         """
-        B, K1 = J.shape[:2]
-        weights = np.zeros((K1, self.counts.shape[1], B), np.float32)   # (K+1, C, B) one-hot
-        k_index, b_index = np.meshgrid(np.arange(K1), np.arange(B), indexing="ij")
+        B, n_delays = J.shape[:2]
+        weights = np.zeros((n_delays, self.counts.shape[1], B), np.float32)   # (K+1, C, B) one-hot
+        k_index, b_index = np.meshgrid(np.arange(n_delays), np.arange(B), indexing="ij")
         for name, offset in self.offsets.items():
             ids = labels_at_source[name].T                                # (K+1, B)
             keep = ids >= 0
             weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
         self.counts += weights.sum(axis=2).astype(np.int64)
-        by_delay = J.transpose(1, 0, 2, 3).reshape(K1, B, -1)             # (K+1, B, 2HE), a view
+        by_delay = J.transpose(1, 0, 2, 3).reshape(n_delays, B, -1)             # (K+1, B, 2HE), a view
         self.xp.matmul(self.xp.asarray(weights), by_delay, out=self.step)  # (K+1, C, 2HE)
         self.window += self.step.reshape(self.window.shape)
 

@@ -4,7 +4,8 @@
     python benchmarks/benchmark.py --what analysis --device cpu --max-delay 30
 
 train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 50 x 20 window
-analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, analyze.py's classes;
+analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, and analyze.py's
+          classes of its 0..K sweep (all positions and 4 frequency bins; --classes C for C bins);
           peak memory of the sweep's arrays
 """
 import argparse
@@ -54,10 +55,10 @@ def bench_analysis(xp, args):
     rng = np.random.default_rng(0)
     params = lm.init_params(V, E, H, xp=xp)
     streams = rng.integers(0, V, (B, N))
-    # as analyze.py on Brown: 6 POS classes, 4 frequency bins, the tokens of 2 properties
-    labels = {"pos": rng.integers(-1, 6, (B, N)), "freq": rng.integers(-1, 4, (B, N)),
-              "sg-pl": rng.integers(-1, 1, (B, N)), "common-proper": rng.integers(-1, 1, (B, N))}
-    names = {"pos": list("abcdef"), "freq": list("abcd"), "sg-pl": ["a"], "common-proper": ["a"]}
+    # as analyze.py's 0..K sweep on Brown: all positions and 4 frequency bins (the POS classes of
+    # Table 1 are in its cheap delay-0 sweep)
+    labels = {"freq": rng.integers(-1, args.classes, (B, N))}
+    names = {"freq": [f"bin {i}" for i in range(args.classes)]}
     run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
                                            workers=args.workers)
     tracemalloc.start()
@@ -67,7 +68,8 @@ def bench_analysis(xp, args):
     tracemalloc.stop()
     seconds = timed(xp, run, args.repeats)
     print(f"analysis: {B * N / seconds:,.1f} positions/s (median of {args.repeats} sweeps of "
-          f"{B}x{N} positions, K={K}, c and h, 1+6+4+2 classes, {args.workers} workers), peak memory "
+          f"{B}x{N} positions, K={K}, c and h, 1+{args.classes} classes, {args.workers} workers), "
+          f"peak memory "
           f"{peak / 2**20:,.0f} MiB on {train.machine_name(xp)}")
 
 
@@ -78,6 +80,7 @@ if __name__ == "__main__":
     p.add_argument("--vocab", type=int, default=10001)
     p.add_argument("--max-delay", type=int, default=30)
     p.add_argument("--positions", type=int, default=1000, help="positions per analysis sweep")
+    p.add_argument("--classes", type=int, default=4, help="classes besides 'all' in the sweep")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="analysis threads")
     args = p.parse_args()

@@ -30,6 +30,16 @@ def numerical_gradient(f, x, eps=1e-6):
     return grad
 
 
+def random_lstm(seed, B, E, H):
+    """Weights, non-zero biases and non-zero incoming state: gate mix-ups cannot hide."""
+    rng = np.random.default_rng(seed)
+    W_x = rng.normal(0, 0.6, (4 * H, E))
+    W_h = rng.normal(0, 0.6, (4 * H, H))
+    b = rng.normal(0, 0.5, 4 * H)
+    h0, c0 = rng.normal(0, 1, (B, H)), rng.normal(0, 1, (B, H))
+    return rng, W_x, W_h, b, h0, c0
+
+
 SMALL_LM_ARGS = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size",
                  "16", "--batch-size", "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1"]
 

@@ -3,20 +3,10 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import lstm_memory as lm
-from conftest import numerical_gradient
+from conftest import numerical_gradient, random_lstm
 
 TOL = dict(rtol=1e-5, atol=1e-7)
 dims = st.integers(min_value=1, max_value=4)
-
-
-def random_lstm(seed, B, E, H):
-    """Weights, non-zero biases and non-zero incoming state: gate mix-ups cannot hide."""
-    rng = np.random.default_rng(seed)
-    W_x = rng.normal(0, 0.6, (4 * H, E))
-    W_h = rng.normal(0, 0.6, (4 * H, H))
-    b = rng.normal(0, 0.5, 4 * H)
-    h0, c0 = rng.normal(0, 1, (B, H)), rng.normal(0, 1, (B, H))
-    return rng, W_x, W_h, b, h0, c0
 
 
 @given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims)

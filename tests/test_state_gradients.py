@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import lstm_memory as lm
-from conftest import numerical_gradient
-from test_gradients import random_lstm
+from conftest import numerical_gradient, random_lstm
 
 dims = st.integers(min_value=1, max_value=4)
 
