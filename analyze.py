@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import warnings
+import zipfile
 
 import numpy as np
 from tqdm import tqdm
@@ -51,6 +52,8 @@ POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of 
 MIN_WORD_COUNT = 5   # word types rarer than this in training are in no class (CBOW's min count)
 STATES = {"c": ("c",), "h": ("h",), "both": ("c", "h")}
 HELD_OUT = 0.2       # Table 2: share of the word types scored once
+RESERVED = {"all", "freq", "pos", "pos_band", "unk", "tags", "noun_tags", "nouns",  # labelings,
+            *(row for row, _ in POS_TASKS)}                   # word_classes keys, Table 2 rows
 
 
 def at_least(low, kind=int):
@@ -141,16 +144,21 @@ class Model:
     params: dict               # PARAM_SHAPES arrays (NumPy)
     meta: dict                 # the checkpoint's metadata (settings, training history)
     data: corpus.Corpus        # the corpus it was trained on (shared by LMs of one corpus)
+    corpus_key: str            # its corpus settings as JSON: LMs with equal keys share one text
     classes: dict = None       # word_classes(): one list over the vocabulary per key
+    whitening: np.ndarray = None   # D (E, E) of --whiten
 
 
 def load_model(path, corpus_cache) -> Model:
     """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
     the Corpus, so that LMs of one corpus share one reading of it."""
-    params, vocab, meta, _ = lm.load_checkpoint(path)
-    settings = meta.get("settings")
-    if not isinstance(settings, dict) or "corpus" not in settings:
-        raise lm.CheckpointError(f"{path} has no training settings: was it written by train.py?")
+    params, vocab, meta, _ = lm.load_checkpoint(path, required=("settings",))
+    settings = meta["settings"]
+    missing = [k for k in ("corpus", "vocab_size", "max_train_tokens", "seed", "embeddings")
+               if k not in settings]
+    if missing:
+        raise lm.CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
+                                 "by train.py?")
     corpus_settings = corpus.corpus_settings(settings)
     key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
@@ -158,7 +166,7 @@ def load_model(path, corpus_cache) -> Model:
     data = corpus_cache[key]
     lm.check_vocab(path, vocab, data.vocab)
     name = os.path.splitext(os.path.basename(path))[0]
-    return Model(name, path, params, meta, data)
+    return Model(name, path, params, meta, data, key)
 
 
 def load_scheme(args, data):
@@ -204,6 +212,9 @@ def usable_properties(scheme, models, asked=()):
     note."""
     usable = []
     for prop, sides in scheme.properties.items():
+        if prop in RESERVED:
+            raise AnalysisError(f"{sides[0].where}: a property cannot be named {prop!r} (reserved: "
+                                f"{', '.join(sorted(RESERVED))})")
         if sides[0].name == sides[1].name:
             raise AnalysisError(f"{sides[0].where}: property {prop!r} has the class "
                                 f"{sides[0].name!r} on both sides")
@@ -297,15 +308,19 @@ def sweep(model, streams, labelings, names, K, args, xp):
         key.update(hashlib.file_digest(f, "sha256").digest())
     for array in (streams, *(labelings[n] for n in sorted(labelings))):
         key.update(np.ascontiguousarray(array).tobytes())
+        key.update(str(array.shape).encode())                  # the streams' layout
     key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
     path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
     sums = lm.StateGradientSums(names, K, H, E, xp=np)
     if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as saved:
-            sums.sums, sums.counts = saved["sums"], saved["counts"]
-        print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
-        return sums, 0.0
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                sums.sums, sums.counts = saved["sums"], saved["counts"]
+            print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
+            return sums, 0.0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            print(f"{model.name}: {path} is unreadable: sweeping again", file=sys.stderr)
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
@@ -419,8 +434,7 @@ def property_vectors(model, scheme, properties, D):
 def model_results(model, scheme, properties, sums0, sums, args) -> ModelResults:
     """Every output for one LM from its two sweeps (``sums0``: delay 0, ``sums``: 0..K), for each
     state of --state, in the whitened embedding space with --whiten."""
-    embeddings = model.params["embedding"].astype(np.float64)
-    D = lm.whitening(embeddings) if args.whiten else None
+    D = model.whitening
     space = (lambda G: G) if D is None else (lambda G: lm.whiten_gradient(G, D))  # noqa: E731
     train = model.meta.get("train", {})
     result = ModelResults(model.name, model.meta["settings"]["embeddings"],
@@ -623,7 +637,8 @@ def tex(text):
     return str(text).replace("$", r"\$")
 
 
-def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None):
+def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None,
+                xlabel="delay $\\tau$"):
     """The one plotting helper: a grid of panels (rows x columns), draw(ax, row, column) fills
     each; saved as path.png and path.pdf."""
     import matplotlib
@@ -634,7 +649,7 @@ def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None):
     for ax_row, row in zip(axes, rows):
         for ax, column in zip(ax_row, columns):
             draw(ax, row, column)
-            ax.set_xlabel("delay $\\tau$")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_yscale("log" if log else "linear")
             if ylim:
@@ -656,16 +671,19 @@ def as_array(values):
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+
+
 def plot_figure1(results, states, path):
     """sigma_1 (solid) and the sum of singular values (dashed, right axis) against delay; one panel
     per state, one colour per LM."""
-    sizes_differ = len({r.hidden_size for r in results}) > 1
+    sizes_differ = len({result.hidden_size for result in results}) > 1
 
     def draw(ax, state, _):
         right = ax.twinx()
-        for colour, r in zip(itertools.cycle(("tab:blue", "tab:orange", "tab:green", "tab:red")), results):
-            name = tex(r.checkpoint) + (f" (H={r.hidden_size})" if sizes_differ else "")
-            spec = r.spectrum[state]
+        for colour, result in zip(itertools.cycle(COLOURS), results):
+            name = tex(result.checkpoint) + (f" (H={result.hidden_size})" if sizes_differ else "")
+            spec = result.spectrum[state]
             ax.plot(delays(spec.sigma1), spec.sigma1, "-", color=colour, label=f"{name}: $\\sigma_1$")
             right.plot(delays(spec.sum), spec.sum, "--", color=colour, label=f"{name}: $\\sum\\sigma$")
         right.set_ylabel("sum of singular values (dashed)")
@@ -679,25 +697,30 @@ def plot_figure1(results, states, path):
                 "largest singular value $\\sigma_1$ (solid)")
 
 
+def property_curves(result, state, average):
+    """Figure 2's curves of one LM and state: over all positions, or over each property's words."""
+    return (result.figure2 if average == "all" else result.figure2_class)[state]
+
+
 def plot_figure2(results, states, n, average, path):
     """Relative memory m (solid) and cos(d, H_n) (dotted) of each property against delay, with the
     spectrum's share of sigma_1 and of the top n in grey; rows: states, columns: LMs."""
-    def draw(ax, state, r):
-        curves = (r.figure2 if average == "all" else r.figure2_class)[state]
+    def draw(ax, state, result):
         if average == "all":          # the spectrum's shares belong to the all-positions Gbar
-            spec = r.spectrum[state]
+            spec = result.spectrum[state]
             total = np.array(spec.sum)
             ax.plot(delays(total), np.array(spec.sigma1) / total, color="0.6", lw=1,
                     label="$\\sigma_1/\\sum\\sigma$")
             ax.plot(delays(total), np.array(spec.top_n) / total, color="0.6", lw=1, ls="--",
                     label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
-        for colour, (prop, memory) in zip(itertools.cycle(("tab:blue", "tab:orange", "tab:green",
-                                                           "tab:red", "tab:purple")), curves.items()):
+        curves = property_curves(result, state, average)
+        for colour, (prop, memory) in zip(itertools.cycle(COLOURS), curves.items()):
             ax.plot(delays(memory.m), as_array(memory.m), "-", color=colour, label=f"m, {tex(prop)}")
             ax.plot(delays(memory.m), as_array(memory.cos_Hn), ":", color=colour,
                     label=f"cos(d, $H_{n}$), {tex(prop)}")
-        cosines = ", ".join(f"cos({tex(pair)}) = {c:.2f}" for pair, c in r.property_cosines.items())
-        ax.set_title(f"{tex(r.checkpoint)}, state {state}" + (f"\n{cosines}" if cosines else ""),
+        cosines = ", ".join(f"cos({tex(pair)}) = {cosine:.2f}"
+                            for pair, cosine in result.property_cosines.items())
+        ax.set_title(f"{tex(result.checkpoint)}, state {state}" + (f"\n{cosines}" if cosines else ""),
                      fontsize=9)
 
     over = "all positions" if average == "all" else "the positions of each property's words"
@@ -707,12 +730,12 @@ def plot_figure2(results, states, n, average, path):
 
 def plot_response(results, states, average, path):
     """r_abs = |Gbar_tau (mean_a - mean_b)| of each property against delay (log scale)."""
-    def draw(ax, state, r):
-        for prop, memory in (r.figure2 if average == "all" else r.figure2_class)[state].items():
-            norm = r.properties[prop]["difference_norm"]
+    def draw(ax, state, result):
+        for prop, memory in property_curves(result, state, average).items():
+            norm = result.properties[prop]["difference_norm"]
             ax.plot(delays(memory.r_abs), as_array(memory.r_abs),
                     label=f"{tex(prop)} ($|\\mu_a - \\mu_b|$ = {norm:.2f})")
-        ax.set_title(f"{tex(r.checkpoint)}, state {state}", fontsize=9)
+        ax.set_title(f"{tex(result.checkpoint)}, state {state}", fontsize=9)
 
     plot_panels(path, "Response of the state to each property (eq. 5 before eq. 2's normalisation)",
                 states, results, draw, "$|\\bar G_\\tau (\\mu_a - \\mu_b)|$", log=True)
@@ -720,14 +743,26 @@ def plot_response(results, states, average, path):
 
 def plot_frequency(results, states, path):
     """sigma_1 of the average gradient over the words of each frequency bin, against delay."""
-    def draw(ax, state, r):
-        for name, values in r.frequency[state].items():
+    def draw(ax, state, result):
+        for name, values in result.frequency[state].items():
             ax.plot(delays(values["sigma1"]), as_array(values["sigma1"]),
                     label=f"{name} ({values['count']} tokens)")
-        ax.set_title(f"{tex(r.checkpoint)}, state {state}", fontsize=9)
+        ax.set_title(f"{tex(result.checkpoint)}, state {state}", fontsize=9)
 
     plot_panels(path, "$\\sigma_1$ of $\\bar G_\\tau$ per word-frequency bin (rank in the vocabulary)",
                 states, results, draw, "$\\sigma_1$", log=True)
+
+
+def plot_validation(models, path):
+    """Validation perplexity after every epoch of each LM's training (its checkpoint's history)."""
+    def draw(ax, *_):
+        for colour, model in zip(itertools.cycle(COLOURS), models):
+            history = model.meta.get("train", {}).get("history", [])
+            ax.plot([h["epoch"] for h in history], [h["valid_ppl"] for h in history], "o-",
+                    color=colour, markersize=3, label=tex(model.name))
+
+    plot_panels(path, "Validation perplexity per epoch", [None], [None], draw, "perplexity",
+                log=True, xlabel="epoch")
 
 
 def json_safe(value):
@@ -743,39 +778,46 @@ def json_safe(value):
 
 def write_tables(results, rows_of_table2, scheme, states, out):
     """table1 (with <unk> after the classes), table1_bands and table2 as Markdown and CSV."""
-    columns = [(r, s) for r in results for s in states]
-    header = [r.checkpoint + (f" ({s})" if len(states) > 1 else "") for r, s in columns]
+    columns = [(result, state) for result in results for state in states]
+    header = [result.checkpoint + (f" ({state})" if len(states) > 1 else "")
+              for result, state in columns]
 
     def cell(row, with_share=True):
-        if row["sigma1"] is None:
+        if row is None or row["sigma1"] is None:
             return "-"
-        share = f" ({row['normalised']:.2f})" if with_share and row["normalised"] is not None else ""
-        return f"{row['sigma1']:.3f}{share} n={row['count']}" if not with_share else \
-            f"{row['sigma1']:.3f}{share}"
+        if with_share:
+            return f"{row['sigma1']:.3f}" + (f" ({row['normalised']:.2f})" if row["normalised"]
+                                             is not None else "")
+        return f"{row['sigma1']:.3f} n={row['count']}"
 
     write_table(out("table1"), ["class", *header],
-                [[c, *(cell(r.table1[s][c]) for r, s in columns)] for c in [*scheme.pos, corpus.UNK]])
-    bands = list(results[0].table1_bands[states[0]])
+                [[name, *(cell(result.table1[state][name]) for result, state in columns)]
+                 for name in [*scheme.pos, corpus.UNK]])
+    bands = list(dict.fromkeys(b for result in results for b in result.table1_bands[states[0]]))
     write_table(out("table1_bands"), ["class | band", *header],
-                [[b, *(cell(r.table1_bands[s][b], False) for r, s in columns)] for b in bands])
+                [[band, *(cell(result.table1_bands[state].get(band), False)
+                          for result, state in columns)] for band in bands])
     if rows_of_table2:
-        names = [r.checkpoint for r in results]
-        write_table(out("table2"), ["classes", *(f"{n} ({p})" for n in names for p in ("paper", "honest"))],
+        names = [result.checkpoint for result in results]
+        protocols = ("paper", "honest")
+        write_table(out("table2"), ["classes", *(f"{n} ({p})" for n in names for p in protocols)],
                     [[f"{task} ({next(iter(row.values()))['classes']})",
-                      *(f"{100 * row[n][p]:.2f}" for n in names for p in ("paper", "honest"))]
+                      *(f"{100 * row[n][p]:.2f}" for n in names for p in protocols)]
                      for task, row in rows_of_table2.items()])
 
 
-def write_outputs(results, rows_of_table2, scheme, args, timing):
+def write_outputs(models, results, rows_of_table2, scheme, args, timing):
+    """Every figure, table and results.json into --out-dir."""
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
     states = STATES[args.state]
+    plot_validation(models, out("validation"))
     plot_figure1(results, states, out("figure1"))
     plot_figure2(results, states, args.top_n, args.average, out("figure2"))
     plot_response(results, states, args.average, out("response"))
     plot_frequency(results, states, out("frequency"))
     write_tables(results, rows_of_table2, scheme, states, out)
     report = {"settings": vars(args), "classes": scheme.source,
-              "models": [dataclasses.asdict(r) for r in results], "table2": rows_of_table2,
+              "models": [dataclasses.asdict(result) for result in results], "table2": rows_of_table2,
               "timing": timing}
     atomic_write(out("results.json"),
                  lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False), "w")
@@ -800,9 +842,16 @@ def prepare(args):
         if args.top_n > min(H, E):
             raise AnalysisError(f"--top-n {args.top_n} is larger than min(H, E) = {min(H, E)} of "
                                 f"{path} (the embedding size is {E}, the state size {H})")
-        if model.data.name not in schemes:
-            schemes[model.data.name] = load_scheme(args, model.data)
-        model.classes = word_classes(model.data, schemes[model.data.name])
+        if args.whiten:
+            try:
+                model.whitening = lm.whitening(model.params["embedding"].astype(np.float64))
+            except np.linalg.LinAlgError:
+                raise AnalysisError(f"--whiten: the embeddings of {path} have a singular "
+                                    "covariance (fewer words than dimensions, or repeated "
+                                    "vectors)") from None
+        if model.corpus_key not in schemes:
+            schemes[model.corpus_key] = load_scheme(args, model.data)
+        model.classes = word_classes(model.data, schemes[model.corpus_key])
         models.append(model)
     if len({s.source for s in schemes.values()}) > 1:
         raise AnalysisError("these LMs were trained on corpora with different classes "
@@ -810,7 +859,7 @@ def prepare(args):
                             "analyse them in separate runs")
     scheme = next(iter(schemes.values()))
     properties = usable_properties(scheme, models, args.property)
-    texts = {m.data.name: labelled_text(m.data, scheme, properties, args) for m in models}
+    texts = {m.corpus_key: labelled_text(m.data, scheme, properties, args) for m in models}
     datasets = {} if args.no_table2 else table2_datasets(models, table2_tasks(scheme, properties),
                                                          args.cv_folds)
     return models, scheme, properties, texts, datasets
@@ -823,22 +872,26 @@ def main(argv=None) -> int:
         models, scheme, properties, texts, datasets = prepare(args)
         results, timing = [], {}
         for model in models:
-            text = texts[model.data.name]
-            sums0, _ = sweep(model, text.streams, text.table1, text.table1_names, 0, args, xp)
+            text = texts[model.corpus_key]
+            sums0, seconds0 = sweep(model, text.streams, text.table1, text.table1_names, 0, args, xp)
             sums, seconds = sweep(model, text.streams, text.memory, text.memory_names,
                                   args.max_delay, args, xp)
-            timing[model.name] = {"positions": int(text.streams.size), "seconds": seconds}
+            timing[model.name] = {"positions": int(text.streams.size), "seconds_delay0": seconds0,
+                                  "seconds": seconds}
             results.append(model_results(model, scheme, properties, sums0, sums, args))
             if seconds:
                 print(f"{model.name}: {text.streams.size} positions in {seconds:.0f} s "
                       f"({text.streams.size / seconds:.0f}/s)", file=sys.stderr)
-        write_outputs(results, table2(models, datasets, args), scheme, args, timing)
+        write_outputs(models, results, {}, scheme, args, timing)   # all but Table 2, first
+        if datasets:
+            write_outputs(models, results, table2(models, datasets, args), scheme, args, timing)
     except (lm.CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; the finished sweeps are kept for the next run (--sweep-cache)",

@@ -271,3 +271,46 @@ def test_odd_checkpoint_names_and_the_command_line(checkpoints, tmp_path):
     usage = subprocess.run([sys.executable, "analyze.py", "--batch-size", "0"], cwd=ROOT, text=True,
                            capture_output=True)
     assert usage.returncode == 2 and "at least 1" in usage.stderr
+
+
+def test_lms_of_one_corpus_name_with_other_settings_each_read_their_own_text(checkpoints, tmp_path):
+    """--vocab-size 50 makes another text of the same corpus name (more <unk>): each LM's Table 1
+    counts its own corpus, and the frequency bands of both vocabularies are in table1_bands."""
+    small_vocab = str(tmp_path / "v50.npz")
+    assert train.main([*SMALL_LM_ARGS, "--epochs", "1", "--vocab-size", "50", "--out", small_vocab]) == 0
+    assert analyse([checkpoints[0], small_vocab], tmp_path, "--no-table2", "--max-tokens", "400",
+                   "--batch-size", "4") == 0
+    models = json.loads((tmp_path / "results.json").read_text())["models"]
+    for model, vocab_size in zip(models, (10000, 50)):
+        data = corpus.load_corpus("generated", vocab_size=vocab_size)
+        ids, tags = data.ids["valid"][:400], data.tags["valid"][:400]
+        known = ids != data.word_to_id[corpus.UNK]
+        nouns = np.isin(tags, ["NN", "NNS", "NP", "NPS"]) & known
+        assert model["table1"]["c"]["nouns"]["count"] == int(nouns.sum())
+        assert model["table1"]["c"][corpus.UNK]["count"] == int((~known).sum())
+    assert models[0]["table1"]["c"][corpus.UNK]["count"] < models[1]["table1"]["c"][corpus.UNK]["count"]
+    bands = (tmp_path / "table1_bands.md").read_text()
+    assert all(f"nouns | {name}" in bands for model in models for name in model["frequency"]["c"])
+    assert (tmp_path / "validation.png").stat().st_size > 1000
+
+
+def test_another_stream_layout_sweeps_again(checkpoints, tmp_path, capsys):
+    assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
+                   "--batch-size", "10") == 0
+    capsys.readouterr()
+    assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
+                   "--batch-size", "20") == 0
+    assert "reusing" not in capsys.readouterr().err
+    broken = next((tmp_path / "sweeps").glob("joint-K6-*.npz"))
+    broken.write_bytes(b"not a zip file")
+    assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
+                   "--batch-size", "20") == 0
+    assert "is unreadable: sweeping again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["all", "freq", "nouns", "N-V"])
+def test_reserved_property_names_are_refused(checkpoints, tmp_path, capsys, name):
+    classes = tmp_path / "classes.txt"
+    classes.write_text(f"pos nouns = NN NNS\nclass sg = NN\nclass pl = NNS\nproperty {name} = sg pl\n")
+    assert analyse(checkpoints[:1], tmp_path, "--classes", str(classes)) == 1
+    assert "reserved" in capsys.readouterr().err
