@@ -12,7 +12,8 @@ Everything the two scripts need to turn tagged text into word ids and class labe
   * class schemes: which tags (and features) form the POS classes of Table 1 and the two sides of
     each property of Figure 2; built in for every kind of corpus, or read from a small file.
 
-Read after lstm_memory.py, before train.py and analyze.py; own_text.py and languages.py come last.
+Read after lstm_memory.py, train.py and analyze.py (it holds the paper's data and classes);
+own_text.py and languages.py, which serve the tool, come last.
 """
 from __future__ import annotations
 
@@ -63,17 +64,17 @@ SCHEMES = {
 # dropped, the preposition "to" read as TO (in no class); contractions (PPS+BEZ he's, DOD* didn't)
 # are two PTB tokens and in no class. [*] is Brown's tag "*" (not), a literal star.
 pos pronouns = PP* !*+*
-pos nouns = NN NNS NP NPS NR NRS NN$ NNS$ NP$ NPS$ NR$ !*+*
+pos nouns = NN NNS NP NPS NR NRS PN NN$ NNS$ NP$ NPS$ NR$ PN$ !*+*
 pos verbs = VB* BE* HV* DO* !*+* !*[*]
 pos adjectives = JJ* AP OD !*+*
 pos adverbs = RB* RN QL QLP [*] !*+*
 pos conj./prep. = CC CS IN
-class sg = NN NP NR NN$ NP$ NR$
+class sg = NN NP NR PN NN$ NP$ NR$ PN$
 class pl = NNS NPS NRS NNS$ NPS$
-class common = NN NNS NR NRS NN$ NNS$ NR$
+class common = NN NNS NR NRS PN NN$ NNS$ NR$ PN$
 class proper = NP NPS NP$ NPS$
 # disjoint sides, for --property sg-common:pl-common --property sg-common:sg-proper
-class sg-common = NN NR NN$ NR$
+class sg-common = NN NR PN NN$ NR$ PN$
 class pl-common = NNS NRS NNS$
 class sg-proper = NP NP$
 property sg-pl = sg pl
@@ -410,7 +411,7 @@ CORPUS_OPTIONS = {"max_distance": 15, "fixed_distance": False, "tag_column": "up
 
 def corpus_settings(settings: dict) -> dict:
     """The arguments of ``load_corpus`` in a train.py run's settings (the command line's or a
-    checkpoint's; checkpoints older than an option get its default)."""
+    checkpoint's; a checkpoint without one of CORPUS_OPTIONS gets its default)."""
     return {"name": settings["corpus"], "vocab_size": settings["vocab_size"],
             "max_train_tokens": settings["max_train_tokens"], "seed": settings["seed"],
             **{key: settings.get(key, default) for key, default in CORPUS_OPTIONS.items()}}

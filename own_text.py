@@ -10,7 +10,7 @@
   * ``guess_scheme``: the built-in class scheme that fits the tags of the user's text.
 
 ``corpus.read_documents`` calls it for any corpus name that is a path. Last in the reading order,
-with languages.py (after lstm_memory.py, corpus.py, train.py and analyze.py): it serves the tool,
+with languages.py (after lstm_memory.py, train.py, analyze.py and corpus.py): it serves the tool,
 not the paper's set-up.
 """
 from __future__ import annotations

@@ -63,6 +63,7 @@ def checked(kind, allowed: str, test):
 COUNT = checked(int, "an integer >= 1", lambda n: n >= 1)
 NATURAL = checked(int, "an integer >= 0", lambda n: n >= 0)
 POSITIVE = checked(float, "a number > 0", lambda x: 0 < x < math.inf)
+NONNEGATIVE = checked(float, "a number >= 0", lambda x: 0 <= x < math.inf)
 BELOW_ONE = checked(float, "in [0, 1)", lambda x: 0 <= x < 1)
 DECAY = checked(float, "in (0, 1]", lambda x: 0 < x <= 1)
 
@@ -118,11 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "perplexity by less than this fraction of the best so far (0: stop once "
                           "it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
-    w2v.add_argument("--cbow-window", type=COUNT, default=5)
-    w2v.add_argument("--cbow-negative", type=COUNT, default=5)
-    w2v.add_argument("--cbow-sample", type=POSITIVE, default=1e-3)
-    w2v.add_argument("--cbow-min-count", type=COUNT, default=5)
-    w2v.add_argument("--cbow-epochs", type=COUNT, default=5)
+    w2v.add_argument("--cbow-window", type=COUNT, default=5,
+                     help="context words on each side, shrunk at random to 1..window")
+    w2v.add_argument("--cbow-negative", type=COUNT, default=5, help="negative samples per word")
+    w2v.add_argument("--cbow-sample", type=NONNEGATIVE, default=1e-3,
+                     help="sub-sampling threshold of frequent words (0: off)")
+    w2v.add_argument("--cbow-min-count", type=COUNT, default=5,
+                     help="rarer words are skipped (and keep their initial vectors)")
+    w2v.add_argument("--cbow-epochs", type=COUNT, default=5, help="passes over the training text")
     w2v.add_argument("--cbow-lr", type=POSITIVE, default=0.05,
                      help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
@@ -131,9 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from <out>.last.npz with its settings; a data, model or "
                           "optimisation option given as well must have the checkpoint's value "
                           "(--epochs may raise the number of epochs)")
-    run.add_argument("--seed", type=NATURAL, default=0)
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-    run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    run.add_argument("--seed", type=NATURAL, default=0,
+                     help="initial weights, dropout masks, CBOW, the generated languages")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                     help="auto: CuPy when it sees a GPU, else NumPy")
+    run.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                     help="of the weights and the training arithmetic")
     run.add_argument("--save-every", type=COUNT, default=200,
                      help="windows between saves of the resumable state")
     run.add_argument("--stop-after", type=COUNT, default=None,
@@ -270,13 +277,16 @@ def cbow_text(ids, V: int, eos_id, sample: float, min_count: int):
     total = stream.size
     sentence = (np.cumsum(stream == eos_id) if eos_id is not None   # sentence number per word (N,)
                 else np.zeros(total, dtype=np.int64))
-    keep_prob = np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
-                           / np.maximum(counts, 1))
+    keep_prob = (np.minimum(1.0, (np.sqrt(counts / (sample * total)) + 1) * sample * total
+                            / np.maximum(counts, 1)) if sample > 0 else np.ones(V))   # 0: off
     if eos_id is not None:
         keep_prob[eos_id] = 0.0                    # </s> ends a sentence; it is never trained
     noise = np.where(in_vocab, counts, 0.0) ** 0.75
     if eos_id is not None:
         noise[eos_id] = 0.0
+    if noise.sum() == 0:
+        raise ValueError(f"no word of the training text occurs --cbow-min-count {min_count} times: "
+                         "lower --cbow-min-count or give more text")
     noise /= noise.sum()
     return stream, sentence, keep_prob, noise
 
@@ -426,26 +436,28 @@ def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
 
     Args: run, updated in place; data, the corpus.Corpus; interrupt, the Ctrl-C flag.
     """
-    s, state = run.settings, run.state
+    settings, state = run.settings, run.state
     xp = lm.get_array_module(run.h)
-    streams = corpus.batchify(data.ids["train"], s.batch_size)              # (B, N)
-    n_windows = math.ceil((streams.shape[1] - 1) / s.num_steps)
-    trainable = [k for k in run.params if not (k == "embedding" and s.embeddings == "cbow")]
+    streams = corpus.batchify(data.ids["train"], settings.batch_size)              # (B, N)
+    n_windows = math.ceil((streams.shape[1] - 1) / settings.num_steps)
+    trainable = [k for k in run.params if not (k == "embedding" and settings.embeddings == "cbow")]
     windows_this_run = 0
-    while state["epoch"] < s.epochs:
-        epoch, lr = state["epoch"], learning_rate(s, state["epoch"])
+    while state["epoch"] < settings.epochs:
+        epoch, lr = state["epoch"], learning_rate(settings, state["epoch"])
         progress = EpochProgress(run, n_windows, lr)
         clock = time.perf_counter()
         for window in range(state["window"], n_windows):
-            start = window * s.num_steps
-            stop = min(start + s.num_steps, streams.shape[1] - 1)
+            start = window * settings.num_steps
+            stop = min(start + settings.num_steps, streams.shape[1] - 1)
             inputs = xp.asarray(streams[:, start:stop])                       # (B, T)
             targets = xp.asarray(streams[:, start + 1:stop + 1])              # (B, T)
-            keep = run.rng.random((s.batch_size, stop - start, s.hidden_size)) >= s.dropout
-            mask = xp.asarray(keep / (1.0 - s.dropout), dtype=s.dtype)        # (B, T, H)
+            keep = (run.rng.random((settings.batch_size, stop - start, settings.hidden_size))
+                    >= settings.dropout)                                       # (B, T, H)
+            mask = xp.asarray(keep / (1.0 - settings.dropout), dtype=settings.dtype)  # (B, T, H)
             loss, grads, (h, c) = lm.lm_loss_and_grads(run.params, inputs, targets, run.h, run.c,
                                                        mask)
-            norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1], s.max_grad_norm)
+            norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1],
+                             settings.max_grad_norm)
                     if math.isfinite(loss) else math.nan)          # no step on a bad loss
             if not math.isfinite(norm):
                 raise FloatingPointError(diverged(run, epoch, window))
@@ -455,8 +467,8 @@ def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
             state["tokens"] += int(inputs.size)
             windows_this_run += 1
             progress.update(state, int(inputs.size))
-            stop_now = interrupt.requested or windows_this_run == s.stop_after
-            if stop_now or state["window"] % s.save_every == 0:
+            stop_now = interrupt.requested or windows_this_run == settings.stop_after
+            if stop_now or state["window"] % settings.save_every == 0:
                 state["train_seconds"] += time.perf_counter() - clock
                 clock = time.perf_counter()
                 save_last(run)
@@ -499,8 +511,8 @@ def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
 
     Args: run, updated in place; data, the corpus.Corpus; epoch, 0-based; lr, the epoch's rate.
     """
-    s, state = run.settings, run.state
-    valid_ppl = evaluate(run.params, data.ids["valid"], s.batch_size, s.num_steps)
+    settings, state = run.settings, run.state
+    valid_ppl = evaluate(run.params, data.ids["valid"], settings.batch_size, settings.num_steps)
     train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
     state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
                              "valid_ppl": valid_ppl})
@@ -508,16 +520,16 @@ def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
           file=sys.stderr)
     best = state["best_valid_ppl"]
     # no stopping while the learning rate is still at its start: the decay brings the gains
-    improved = (s.min_improvement is None or best is None or epoch + 1 <= s.decay_after
-                or valid_ppl < best * (1.0 - s.min_improvement))
+    improved = (settings.min_improvement is None or best is None or epoch + 1 <= settings.decay_after
+                or valid_ppl < best * (1.0 - settings.min_improvement))
     if best is None or valid_ppl < best:
         state["best_valid_ppl"] = valid_ppl
-        save(run, run.params, {}, s.out)
+        save(run, run.params, {}, settings.out)
     state.update(epoch=epoch + 1, window=0, loss_sum=0.0, tokens=0)
     xp = lm.get_array_module(run.h)
     run.h, run.c = xp.zeros_like(run.h), xp.zeros_like(run.c)   # each epoch reads the text anew
     if not improved:
-        print(f"validation perplexity improved by less than {s.min_improvement:.1%}: stopping",
+        print(f"validation perplexity improved by less than {settings.min_improvement:.1%}: stopping",
               file=sys.stderr)
     return improved
 
@@ -525,21 +537,20 @@ def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
 def finish(run: Run, data) -> dict:
     """Test perplexity of the best model (read back from --out), recorded in both checkpoints;
     returns the state. Args: run, after its last epoch; data, the corpus.Corpus."""
-    s, state = run.settings, run.state
+    settings, state = run.settings, run.state
     xp = lm.get_array_module(run.h)
-    best_params = lm.load_checkpoint(s.out)[0]
-    best_params = {k: xp.asarray(v, dtype=s.dtype) for k, v in best_params.items()}
-    state["test_ppl"] = evaluate(best_params, data.ids["test"], s.batch_size, s.num_steps)
+    best_params = lm.load_checkpoint(settings.out)[0]
+    best_params = {k: xp.asarray(v, dtype=settings.dtype) for k, v in best_params.items()}
+    state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size, settings.num_steps)
     state["finished"] = True
     print(f"best valid ppl {state['best_valid_ppl']:.2f}, test ppl {state['test_ppl']:.2f} "
           f"({state['train_seconds'] / 60:.1f} min of training on {run.machine})", file=sys.stderr)
-    if s.corpus == "synthetic":
+    if settings.corpus == "synthetic":
+        distance = (settings.max_distance, settings.fixed_distance)
         print(f"the planted language's perplexity: at best "
-              f"{languages.planted_perplexity(s.max_distance, s.fixed_distance):.2f}, without "
-              f"the noun's number at the verb "
-              f"{languages.planted_perplexity(s.max_distance, s.fixed_distance, False):.2f}",
-              file=sys.stderr)
-    save(run, best_params, {}, s.out)
+              f"{languages.planted_perplexity(*distance):.2f}, without the noun's number at the "
+              f"verb {languages.planted_perplexity(*distance, False):.2f}", file=sys.stderr)
+    save(run, best_params, {}, settings.out)
     save_last(run)
     return state
 

@@ -40,7 +40,7 @@ BROWN_AS_PTB = {  # Brown tag -> its class, as the paper's PTB classes take the 
     "PP$": "pronouns", "PP$$": "pronouns", "PPL": "pronouns", "PPLS": "pronouns", "PPO": "pronouns",
     "PPS": "pronouns", "PPSS": "pronouns", "PPS+BEZ": None,
     "NN": "nouns", "NNS": "nouns", "NP": "nouns", "NPS": "nouns", "NR": "nouns", "NRS": "nouns",
-    "NN$": "nouns", "NNS$": "nouns", "NP$": "nouns", "NPS$": "nouns",
+    "NN$": "nouns", "NNS$": "nouns", "NP$": "nouns", "NPS$": "nouns", "PN": "nouns", "PN$": "nouns",
     "VB": "verbs", "VBD": "verbs", "VBG": "verbs", "VBN": "verbs", "VBZ": "verbs", "BE": "verbs",
     "BEDZ": "verbs", "BEDZ*": None, "DOD*": None, "HVZ": "verbs", "MD": None,
     "JJ": "adjectives", "JJR": "adjectives", "JJS": "adjectives", "JJT": "adjectives",
@@ -63,7 +63,7 @@ def test_brown_tags_fall_in_the_classes_of_the_paper_tagset(tag, expected):
 @pytest.mark.parametrize("tag,sides", [
     ("NN", {"sg", "common"}), ("NR$", {"sg", "common"}), ("NP$", {"sg", "proper"}),
     ("NRS", {"pl", "common"}), ("NPS$", {"pl", "proper"}), ("NNS$", {"pl", "common"}),
-    ("PPS", set()), ("*", set()),
+    ("PN", {"sg", "common"}), ("PPS", set()), ("*", set()),
 ])
 def test_brown_noun_properties(tag, sides):
     scheme = corpus.builtin_scheme("brown")
@@ -152,7 +152,7 @@ def test_brown_split_sizes_genres_and_tags():
     assert members[3] == {"JJ", "JJR", "JJS", "JJT", "JJ$", "AP", "OD"}           # adjectives
     assert members[4] == {"RB", "RBR", "RBT", "RB$", "RN", "QL", "QLP", "*"}      # adverbs
     assert not any("+" in tag or "FW" in tag or tag[1:].endswith("*") for i in range(6) for tag in members[i])
-    assert {"MD", "MD*", "DOD*", "TO", "PPS+BEZ", "WRB", "RP", "PN"} <= members[-1]
+    assert {"MD", "MD*", "DOD*", "TO", "PPS+BEZ", "WRB", "RP"} <= members[-1]
     to = np.asarray(data.words["train"]) == "to"
     to_tags = collections.Counter(data.tags["train"][to])                # IN 11,158 and TO 14,995 in all
     assert to_tags["TO"] > 20000 and "IN" not in to_tags                # the preposition is TO too

@@ -10,6 +10,7 @@ import corpus
 import languages
 import own_text
 import train
+from conftest import SMALL_LM_ARGS
 
 UPOS = {  # the generated language's Brown tags -> (UPOS, FEATS)
     "AT": ("DET", "_"), "NN": ("NOUN", "Number=Sing"), "NNS": ("NOUN", "Number=Plur"),
@@ -17,8 +18,7 @@ UPOS = {  # the generated language's Brown tags -> (UPOS, FEATS)
     "VBP": ("VERB", "Number=Plur|Tense=Pres"), "RB": ("ADV", "_"), "IN": ("ADP", "_"),
     "PPS": ("PRON", "Number=Sing"), "PPSS": ("PRON", "Number=Plur"), ".": ("PUNCT", "_"),
 }
-SMALL = ["--device", "cpu", "--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4",
-         "--num-steps", "10", "--epochs", "1", "--no-progress"]
+SMALL = [*SMALL_LM_ARGS, "--epochs", "1"]          # a later --corpus PATH replaces "generated"
 
 
 def write_conllu(path, docs):

@@ -65,7 +65,7 @@ def test_the_lm_learns_the_agreement_and_no_lm_beats_the_language(variable):
     """Between the two bounds: the LM keeps some of the number (11.81-11.87 over four seeds)."""
     best = languages.planted_perplexity(D)
     forgetful = languages.planted_perplexity(D, remember_number=False)
-    assert best < variable[2] < forgetful                               # 11.43 < ... < 12.53
+    assert best < variable[2] < forgetful                               # 11.42 < ... < 12.53
     assert languages.planted_perplexity(D, fixed_distance=True) < best  # no doubt about the verb's place
 
 

@@ -294,7 +294,7 @@ def last_line(err: str) -> str:
     ("--lr-decay", "1.5", "in (0, 1]"), ("--decay-after", "-1", "an integer >= 0"),
     ("--min-improvement", "1", "in [0, 1)"), ("--dropout", "-0.1", "in [0, 1)"),
     ("--cbow-window", "0", "an integer >= 1"), ("--cbow-negative", "0", "an integer >= 1"),
-    ("--cbow-sample", "0", "a number > 0"), ("--cbow-min-count", "0", "an integer >= 1"),
+    ("--cbow-sample", "-1", "a number >= 0"), ("--cbow-min-count", "0", "an integer >= 1"),
     ("--cbow-epochs", "0", "an integer >= 1"), ("--cbow-lr", "-0.05", "a number > 0"),
     ("--hidden-size", "0", "an integer >= 1"), ("--seed", "-1", "an integer >= 0"),
 ])
@@ -594,3 +594,14 @@ def test_the_command_line_fails_with_a_status_and_one_line(small_lm_args, tmp_pa
     done = subprocess.run([sys.executable, "train.py", *small_lm_args, *options], cwd=ROOT,
                           text=True, capture_output=True, timeout=120)
     assert done.returncode == status and sentence in last_line(done.stderr)
+
+
+def test_cbow_sub_sampling_off_and_an_impossible_min_count(run, capsys):
+    """word2vec's -sample 0 turns sub-sampling off; a --cbow-min-count no word reaches is one
+    sentence before any CBOW work."""
+    assert run("--epochs", "1", "--embeddings", "cbow", "--cbow-sample", "0")[0] == 0
+    capsys.readouterr()
+    code, _ = run("--epochs", "1", "--embeddings", "cbow", "--cbow-min-count", "100000",
+                  name="none.npz")
+    err = capsys.readouterr().err
+    assert code == 1 and "--cbow-min-count 100000" in err and "Traceback" not in err
