@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -40,6 +39,7 @@ import zipfile
 import numpy as np
 from tqdm import tqdm
 
+import checkpointing
 import corpus
 import lstm_memory as lm
 
@@ -152,19 +152,19 @@ class Model:
 def load_model(path, corpus_cache) -> Model:
     """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
     the Corpus, so that LMs of one corpus share one reading of it."""
-    params, vocab, meta, _ = lm.load_checkpoint(path, required=("settings",))
+    params, vocab, meta, _ = checkpointing.load_checkpoint(path, required=("settings",))
     settings = meta["settings"]
     missing = [k for k in ("corpus", "vocab_size", "max_train_tokens", "seed", "embeddings")
                if k not in settings]
     if missing:
-        raise lm.CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
+        raise checkpointing.CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
                                  "by train.py?")
     corpus_settings = corpus.corpus_settings(settings)
     key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
         corpus_cache[key] = corpus.load_corpus(**corpus_settings)
     data = corpus_cache[key]
-    lm.check_vocab(path, vocab, data.vocab)
+    checkpointing.check_vocab(path, vocab, data.vocab)
     name = os.path.splitext(os.path.basename(path))[0]
     return Model(name, path, params, meta, data, key)
 
@@ -244,9 +244,7 @@ def frequency_bins(vocab, edges):
 def writable_directory(path, what):
     """Create ``path`` and prove it writable with a probe file, before any long work."""
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
-            pass
+        checkpointing.probe_folder(path)
     except OSError as error:
         raise AnalysisError(f"{what} {path} cannot be written: {error.strerror or error}") from None
 
@@ -330,7 +328,7 @@ def sweep(model, streams, labelings, names, K, args, xp):
     seconds = time.perf_counter() - clock
     bar.close()
     sums.flush()
-    atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums), counts=sums.counts))
+    checkpointing.atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums), counts=sums.counts))
     return sums, seconds
 
 
@@ -599,37 +597,16 @@ def table2(models, datasets, args):
 
 
 # ----------------------------------------------------------------------------------------------
-# Output: figures, tables, JSON, each written atomically (a temporary file, then a rename)
+# Output: figures, tables, JSON, each written whole (checkpointing.atomic_write)
 # ----------------------------------------------------------------------------------------------
-
-def atomic_write(path, write, mode="wb"):
-    """Call write(file) on a temporary file beside ``path``, then rename it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
 
 def write_table(stem, header, rows):
     """The same table as Markdown (stem.md) and CSV (stem.csv)."""
     import csv
     markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     markdown += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
-    atomic_write(stem + ".md", lambda f: f.write("\n".join(markdown) + "\n"), "w")
-    atomic_write(stem + ".csv", lambda f: csv.writer(f).writerows([header, *rows]), "w")
+    checkpointing.atomic_write(stem + ".md", lambda f: f.write("\n".join(markdown) + "\n"), "w")
+    checkpointing.atomic_write(stem + ".csv", lambda f: csv.writer(f).writerows([header, *rows]), "w")
 
 
 def tex(text):
@@ -658,7 +635,7 @@ def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None,
                 ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     for ext in ("png", "pdf"):
-        atomic_write(f"{path}.{ext}", lambda f: fig.savefig(f, format=ext, dpi=150,
+        checkpointing.atomic_write(f"{path}.{ext}", lambda f: fig.savefig(f, format=ext, dpi=150,
                                                             bbox_inches="tight"))
     plt.close(fig)
 
@@ -819,7 +796,7 @@ def write_outputs(models, results, rows_of_table2, scheme, args, timing):
     report = {"settings": vars(args), "classes": scheme.source,
               "models": [dataclasses.asdict(result) for result in results], "table2": rows_of_table2,
               "timing": timing}
-    atomic_write(out("results.json"),
+    checkpointing.atomic_write(out("results.json"),
                  lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False), "w")
 
 
@@ -885,7 +862,7 @@ def main(argv=None) -> int:
         write_outputs(models, results, {}, scheme, args, timing)   # all but Table 2, first
         if datasets:
             write_outputs(models, results, table2(models, datasets, args), scheme, args, timing)
-    except (lm.CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
+    except (checkpointing.CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

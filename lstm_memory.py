@@ -12,19 +12,15 @@ Read top to bottom, like the paper:
                       and their streaming averages over positions and word classes
   8. measures         SVD of the average gradient (eq. 1), property vectors (eq. 2),
                       cos(d, H_n) (eq. 3-4), relative memory m (eq. 5-6), whitening
-  9. checkpoints      one .npz per model, written atomically, refused with one sentence when wrong
- 10. demo             ``python lstm_memory.py``: forward mode next to finite differences, then eq. 1
+  9. demo             ``python lstm_memory.py``: forward mode next to finite differences, then eq. 1
+
+Checkpoints (one .npz per model, written whole, refused with one sentence when wrong) are in
+checkpointing.py, with the tool's other modules.
 
 Letters: B streams, T steps per window, E embedding size, H state size, V vocabulary, K largest delay.
 ``dX`` is always dLoss/dX; forward-mode tangents are ``Jc`` and ``Jh``.
 """
 from __future__ import annotations
-
-import json
-import os
-import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 
@@ -638,149 +634,7 @@ def whiten_vector(d, D):
 
 
 # ----------------------------------------------------------------------------------------------
-# 9. Checkpoints
-# ----------------------------------------------------------------------------------------------
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read, used or written, with a message of one sentence."""
-
-
-def temporary_prefix(path: str) -> str:
-    """The name start of ``save_checkpoint(path)``'s temporary files: runs/x.npz -> .tmp-x.npz-"""
-    return f".tmp-{os.path.basename(path)}-"
-
-
-def save_checkpoint(path: str, params: dict, vocab, meta: dict, extra: dict | None = None) -> None:
-    """Write params, vocabulary and metadata to ``path`` atomically (temporary file, then rename).
-
-    Layout: the six arrays of PARAM_SHAPES (gate order i, f, g, o along 4H), ``vocab`` (V,) str,
-    ``meta`` a JSON string (corpus, split, settings, history), and any ``extra`` arrays. The
-    temporary file ``.tmp-<name>-*.npz`` lies in the folder of ``path``, which must exist; the
-    file gets the permissions the umask gives any new file. An OSError (disk full, folder gone)
-    leaves an earlier file at ``path`` as it was.
-    """
-    arrays = {name: to_numpy(value) for name, value in params.items()}
-    arrays["vocab"] = np.asarray(vocab, dtype=str)
-    arrays["meta"] = np.asarray(json.dumps(meta))
-    arrays.update({name: to_numpy(value) for name, value in (extra or {}).items()})
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(path), suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)              # mkstemp's 0600 -> what open() would give
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def remove_stale_temporaries(path: str) -> list:
-    """Remove the temporary files that interrupted saves to ``path`` left beside it; returns them."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = temporary_prefix(path)
-    stale = [os.path.join(directory, name) for name in os.listdir(directory)
-             if name.startswith(prefix) and name.endswith(".npz")]
-    for name in stale:
-        os.remove(name)
-    return stale
-
-
-def check_vocab(path: str, checkpoint_vocab, corpus_vocab) -> None:
-    """Refuse a checkpoint whose vocabulary is not the one the corpus and its settings give."""
-    if list(checkpoint_vocab) != list(corpus_vocab):
-        raise CheckpointError(f"{path} does not match the corpus: it was trained with another "
-                              "vocabulary (other corpus, --vocab-size or --max-train-tokens)")
-
-
-META_FIELDS = {"format": str, "settings": dict, "train": dict}   # the fields ``required`` may name
-
-
-def load_checkpoint(path: str, required=()):
-    """Read a checkpoint written by ``save_checkpoint``: (params, vocab list, meta dict, extra).
-
-    Args:
-        path: the .npz file.
-        required: metadata fields that must be there, of META_FIELDS ("format" a string,
-            "settings" and "train" JSON objects; train.py's checkpoints have all three).
-    Raises CheckpointError with one sentence for a missing, truncated or foreign file: arrays
-    missing, of the wrong rank, shape or dtype kind (params float, vocab str), non-finite float
-    arrays, metadata that is not a JSON object or lacks a required field.
-    """
-    arrays = _read_arrays(path)
-    missing = [name for name in (*PARAM_SHAPES, "vocab", "meta") if name not in arrays]
-    if missing:
-        raise CheckpointError(f"{path} is not an LSTM LM checkpoint: it lacks {', '.join(missing)}")
-    meta = _read_meta(path, arrays.pop("meta"), required)
-    vocab = arrays.pop("vocab")
-    if vocab.ndim != 1 or vocab.dtype.kind != "U":
-        raise CheckpointError(f"{path} is not an LSTM LM checkpoint: its vocab is a "
-                              f"{vocab.ndim}-D {vocab.dtype} array, not a list of words")
-    params = {name: arrays.pop(name) for name in PARAM_SHAPES}
-    for name, letters in PARAM_SHAPES.items():
-        if params[name].ndim != len(letters) or params[name].dtype.kind != "f":
-            raise CheckpointError(f"{path} is not an LSTM LM checkpoint: {name} is a "
-                                  f"{params[name].ndim}-D {params[name].dtype} array, expected a "
-                                  f"{len(letters)}-D float array ({', '.join(letters)})")
-    V, E = params["embedding"].shape
-    H = params["W_h"].shape[1]
-    expected = {"embedding": (V, E), "W_x": (4 * H, E), "W_h": (4 * H, H), "b": (4 * H,),
-                "W_out": (V, H), "b_out": (V,)}
-    for name, shape in expected.items():
-        if params[name].shape != shape:
-            raise CheckpointError(f"{path} is inconsistent: {name} has shape {params[name].shape}, "
-                                  f"expected {shape}")
-    if len(vocab) != V:
-        raise CheckpointError(f"{path} is inconsistent: {len(vocab)} words for {V} embeddings")
-    for name, value in {**params, **arrays}.items():
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{path} holds non-finite values in {name}: it cannot be used")
-    return params, [str(w) for w in vocab], meta, arrays
-
-
-def _read_arrays(path: str) -> dict:
-    """All arrays of the .npz file ``path`` by name; CheckpointError if it is not one."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        with open(path, "rb") as handle:
-            data = np.load(handle, allow_pickle=False)
-            if not hasattr(data, "files"):                    # a .npy file: one bare array
-                raise ValueError("one array")
-            with data:
-                return {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not an .npz "
-                              f"written by train.py: {type(error).__name__})") from None
-
-
-def _read_meta(path: str, text, required) -> dict:
-    """The metadata (a JSON object in a 0-d str array), with the ``required`` fields of META_FIELDS."""
-    try:
-        meta = json.loads(str(text)) if text.ndim == 0 and text.dtype.kind == "U" else None
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path} has unreadable metadata (not JSON)") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} has metadata that is not a JSON object: it was not written "
-                              "by train.py")
-    missing = [field for field in required if field not in meta]
-    if missing:
-        raise CheckpointError(f"{path} lacks the metadata field(s) {', '.join(missing)}: it was "
-                              "not written by train.py")
-    for field in required:
-        if not isinstance(meta[field], META_FIELDS[field]):
-            raise CheckpointError(f"{path} has a metadata field {field} that is not a "
-                                  f"{'JSON object' if META_FIELDS[field] is dict else 'string'}")
-    return meta
-
-
-# ----------------------------------------------------------------------------------------------
-# 10. A ten-second demo: python lstm_memory.py
+# 9. A ten-second demo: python lstm_memory.py
 # ----------------------------------------------------------------------------------------------
 
 def demo(seed: int = 0, T: int = 8, k: int = 3):

@@ -24,13 +24,13 @@ import os
 import platform
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+import checkpointing
 import corpus
 import languages
 import lstm_memory as lm
@@ -417,8 +417,11 @@ def train(args) -> dict:
     check_corpus_length(data, settings)
     run = (resumed_run(checkpoint, settings, data, xp) if checkpoint
            else new_run(settings, data, xp))
+    if run.state["finished"] and run.state["epoch"] < settings.epochs and "epochs" in args.given:
+        run.state["finished"] = False          # --epochs asks for more: on from the last epoch
     if run.state["finished"]:
-        print(f"{last_path(settings.out)} has already finished training", file=sys.stderr)
+        print(f"{last_path(settings.out)} has already finished training ({run.state['epoch']} "
+              "epochs): give a larger --epochs to train it longer", file=sys.stderr)
         return run.state
     with Interrupt() as interrupt:
         stopped = train_epochs(run, data, interrupt)
@@ -539,7 +542,7 @@ def finish(run: Run, data) -> dict:
     returns the state. Args: run, after its last epoch; data, the corpus.Corpus."""
     settings, state = run.settings, run.state
     xp = lm.get_array_module(run.h)
-    best_params = lm.load_checkpoint(settings.out)[0]
+    best_params = checkpointing.load_checkpoint(settings.out)[0]
     best_params = {k: xp.asarray(v, dtype=settings.dtype) for k, v in best_params.items()}
     state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size, settings.num_steps)
     state["finished"] = True
@@ -571,7 +574,7 @@ def save(run: Run, params: dict, extra: dict, path: str):
                      "5 mod 10 test, else train (files named *-train*, *-dev*, *-test*: whole)",
             "train": run.state, "machine": run.machine}
     try:
-        lm.save_checkpoint(path, params, run.vocab, meta, extra)
+        checkpointing.save_checkpoint(path, params, run.vocab, meta, extra)
     except OSError as error:
         raise TrainingError(f"could not write {path} ({error.strerror or error}): "
                             f"{what_is_left(run)}") from None
@@ -616,10 +619,8 @@ def prepare_output(out: str):
     try:
         os.makedirs(folder, exist_ok=True)
         for path in (out, last_path(out)):
-            lm.remove_stale_temporaries(path)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=lm.temporary_prefix(out), suffix=".npz")
-        os.close(fd)
-        os.remove(probe)
+            checkpointing.remove_stale_temporaries(path)
+        checkpointing.probe_folder(folder, checkpointing.temporary_prefix(out))
     except OSError as error:
         reason = f"{error.strerror}: {error.filename}" if error.filename else str(error)
         raise TrainingError(f"--out {out} cannot be written ({reason}): choose a folder you can "
@@ -705,16 +706,16 @@ def load_resumable(path: str, args):
     """(params, vocab, meta, extra) of ``path``, checked: a train.py checkpoint with its training
     state and settings (``check_saved_settings``)."""
     if not os.path.exists(path):
-        raise lm.CheckpointError(f"checkpoint {path} does not exist: there is nothing to --resume "
+        raise checkpointing.CheckpointError(f"checkpoint {path} does not exist: there is nothing to --resume "
                                  "(run without --resume to start, or check --out)")
-    checkpoint = lm.load_checkpoint(path, required=("format", "settings", "train"))
+    checkpoint = checkpointing.load_checkpoint(path, required=("format", "settings", "train"))
     meta = checkpoint[2]
     if meta["format"] != FORMAT:
-        raise lm.CheckpointError(f"{path} has format {meta['format']!r}, not {FORMAT!r}: it was "
+        raise checkpointing.CheckpointError(f"{path} has format {meta['format']!r}, not {FORMAT!r}: it was "
                                  "not written by this train.py")
     missing = [key for key in TRAIN_STATE if key not in meta["train"]]
     if missing:
-        raise lm.CheckpointError(f"{path} lacks the training state {', '.join(missing)}: it was "
+        raise checkpointing.CheckpointError(f"{path} lacks the training state {', '.join(missing)}: it was "
                                  "not written by this train.py")
     check_saved_settings(path, meta["settings"], args)
     return checkpoint
@@ -727,15 +728,15 @@ def check_saved_settings(path: str, saved: dict, args):
     for key in MODEL_SETTINGS:
         option, default = "--" + key.replace("_", "-"), parser.get_default(key)
         if key not in saved and key not in corpus.CORPUS_OPTIONS:
-            raise lm.CheckpointError(f"{path} lacks the setting {option}: it was not written by "
+            raise checkpointing.CheckpointError(f"{path} lacks the setting {option}: it was not written by "
                                      "this train.py")
         value = saved.get(key, corpus.CORPUS_OPTIONS.get(key))
         kinds = {bool: bool, int: int, str: str}.get(type(default), (int, float))
         if not (isinstance(value, kinds) or (default is None and value is None)):
-            raise lm.CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
+            raise checkpointing.CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
                                      "option: it was not written by this train.py")
         if key != "epochs" and key in args.given and getattr(args, key) != value:
-            raise lm.CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
+            raise checkpointing.CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
                                      f"was trained with {option} {value}: leave {option} out to "
                                      "resume that run, or give another --out to start a new one")
 
@@ -748,14 +749,14 @@ def resumed_run(checkpoint, settings, data, xp) -> Run:
     """
     path = last_path(settings.out)
     params, vocab, meta, extra = checkpoint
-    lm.check_vocab(path, vocab, data.vocab)
+    checkpointing.check_vocab(path, vocab, data.vocab)
     B, E, H = settings.batch_size, settings.embedding_size, settings.hidden_size
     arrays = {**params, **extra}
     expected = {"embedding": (len(vocab), E), "W_h": (4 * H, H), "h": (B, H), "c": (B, H)}
     for name, shape in expected.items():
         found = arrays[name].shape if name in arrays else "missing"
         if found != shape:
-            raise lm.CheckpointError(f"{path} does not fit its own settings: {name} is {found}, "
+            raise checkpointing.CheckpointError(f"{path} does not fit its own settings: {name} is {found}, "
                                      f"expected {shape}")
     state = meta["train"]
     rng = np.random.default_rng(settings.seed)
@@ -764,7 +765,7 @@ def resumed_run(checkpoint, settings, data, xp) -> Run:
             rng.bit_generator.state = state["rng"]
         position = f"epoch {int(state['epoch']) + 1}, window {int(state['window'])}"
     except (TypeError, ValueError, KeyError) as error:
-        raise lm.CheckpointError(f"{path} has an unusable training state ({error})") from None
+        raise checkpointing.CheckpointError(f"{path} has an unusable training state ({error})") from None
     print(f"resuming {path}: {position}", file=sys.stderr)
     dtype = np.dtype(settings.dtype)
     return Run(settings, {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}, data.vocab,
@@ -783,7 +784,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:     # outside the SGD loop (CBOW, evaluation), or a second Ctrl-C
         print("interrupted; the checkpoints written before are kept", file=sys.stderr)
         return 130
-    except (TrainingError, lm.CheckpointError, corpus.CorpusError, FloatingPointError,
+    except (TrainingError, checkpointing.CheckpointError, corpus.CorpusError, FloatingPointError,
             RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

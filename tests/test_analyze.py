@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import analyze
+import checkpointing
 import corpus
 import lstm_memory as lm
 import train
@@ -77,7 +78,7 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
     against brute force in test_state_gradients), and Table 1 counts follow the gold tags."""
     assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "400", "--batch-size", "4") == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    params, _, meta, _ = lm.load_checkpoint(checkpoints[0])
+    params, _, meta, _ = checkpointing.load_checkpoint(checkpoints[0])
     data = corpus.load_corpus("generated")
     streams = corpus.batchify(data.ids["valid"][:400], 4)
     sums = lm.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
@@ -142,10 +143,10 @@ def test_impossible_requests_are_one_clear_error(checkpoints, tmp_path, capsys, 
 
 
 def test_foreign_and_mismatched_checkpoints_are_refused(checkpoints, tmp_path, capsys):
-    params, vocab, meta, extra = lm.load_checkpoint(checkpoints[0])
+    params, vocab, meta, extra = checkpointing.load_checkpoint(checkpoints[0])
     vocab[0], vocab[1] = vocab[1], vocab[0]
     mismatched = str(tmp_path / "mismatched.npz")
-    lm.save_checkpoint(mismatched, params, vocab, meta, extra)
+    checkpointing.save_checkpoint(mismatched, params, vocab, meta, extra)
     assert analyse([mismatched], tmp_path) == 1
     assert "does not match the corpus" in capsys.readouterr().err
     assert analyse([str(tmp_path / "missing.npz")], tmp_path) == 1

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import checkpointing
 import corpus
 import languages
 import lstm_memory as lm
@@ -32,7 +33,7 @@ def run(tmp_path, small_lm_args):
 def test_small_lm_beats_the_unigram_baseline(run):
     code, out = run("--epochs", "4", "--lr", "1.0")
     assert code == 0
-    _, _, meta, _ = lm.load_checkpoint(out)
+    _, _, meta, _ = checkpointing.load_checkpoint(out)
     data = corpus.load_corpus("generated")
     counts = np.bincount(data.ids["train"], minlength=len(data.vocab)) + 1.0
     unigram_ppl = math.exp(-np.log(counts / counts.sum())[data.ids["valid"]].mean())
@@ -98,7 +99,7 @@ def test_cbow_windows_stop_at_sentence_ends():
 def test_cbow_model_keeps_its_embeddings_frozen(run, tmp_path):
     code, out = run("--epochs", "1", "--embeddings", "cbow")
     assert code == 0
-    params, _, meta, _ = lm.load_checkpoint(out)
+    params, _, meta, _ = checkpointing.load_checkpoint(out)
     cbow = np.load(str(tmp_path / "lm.cbow.npy"))
     np.testing.assert_array_equal(params["embedding"], cbow.astype(np.float32))
     assert meta["train"]["cbow"]["loss_per_epoch"][-1] < meta["train"]["cbow"]["loss_per_epoch"][0]
@@ -107,8 +108,8 @@ def test_cbow_model_keeps_its_embeddings_frozen(run, tmp_path):
 def test_checkpoint_round_trip(tmp_path):
     params = lm.init_params(5, 2, 3, seed=1)
     path = str(tmp_path / "c.npz")
-    lm.save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
-    loaded, vocab, meta, extra = lm.load_checkpoint(path)
+    checkpointing.save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
+    loaded, vocab, meta, extra = checkpointing.load_checkpoint(path)
     assert vocab == list("abcde") and meta == {"x": [1, 2]}
     np.testing.assert_array_equal(extra["h"], np.ones((2, 3)))
     for name in params:
@@ -118,8 +119,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def assert_same_params(path_a, path_b):
-    a, _, meta_a, _ = lm.load_checkpoint(path_a)
-    b, _, meta_b, _ = lm.load_checkpoint(path_b)
+    a, _, meta_a, _ = checkpointing.load_checkpoint(path_a)
+    b, _, meta_b, _ = checkpointing.load_checkpoint(path_b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert [h["valid_ppl"] for h in meta_a["train"]["history"]] == \
@@ -154,7 +155,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch)
     assert code == 130 and os.path.exists(train.last_path(out))
     resume = f"python train.py --resume --out {out}"
     assert last_line(capsys.readouterr().err) == f"stopped; resume with: {resume}"
-    _, _, meta, _ = lm.load_checkpoint(train.last_path(out))
+    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
     assert meta["train"]["window"] == 9 and not meta["train"]["finished"]
     assert run("--resume", name="ctrlc.npz")[0] == 0
     assert_same_params(straight, out)
@@ -174,7 +175,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, capsys, m
     message = last_line(capsys.readouterr().err)
     assert "non-finite loss or gradient at epoch 1, window 6" in message
     assert f"the last good state is in {train.last_path(out)}" in message      # a file that exists
-    params, _, meta, _ = lm.load_checkpoint(train.last_path(out))
+    params, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
     assert meta["train"]["window"] == 5                 # the last good save is untouched
     assert all(np.all(np.isfinite(v)) for v in params.values())
 
@@ -186,8 +187,8 @@ def test_unusable_checkpoints_are_refused_with_one_sentence(tmp_path, content):
         np.savez(path, weights=np.zeros(3))
     else:
         path.write_bytes(content)
-    with pytest.raises(lm.CheckpointError) as info:
-        lm.load_checkpoint(str(path))
+    with pytest.raises(checkpointing.CheckpointError) as info:
+        checkpointing.load_checkpoint(str(path))
     assert "\n" not in str(info.value)
 
 
@@ -196,15 +197,15 @@ def test_truncated_checkpoint_is_refused(run, tmp_path):
     data = open(out, "rb").read()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(lm.CheckpointError, match="not a readable checkpoint"):
-        lm.load_checkpoint(str(truncated))
+    with pytest.raises(checkpointing.CheckpointError, match="not a readable checkpoint"):
+        checkpointing.load_checkpoint(str(truncated))
 
 
 def test_resume_refuses_a_checkpoint_of_another_vocabulary(run, capsys):
     code, out = run("--epochs", "1", "--stop-after", "3")
-    params, vocab, meta, extra = lm.load_checkpoint(train.last_path(out))
+    params, vocab, meta, extra = checkpointing.load_checkpoint(train.last_path(out))
     vocab[0], vocab[1] = vocab[1], vocab[0]
-    lm.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
+    checkpointing.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
     assert run("--resume")[0] == 1
     assert "does not match the corpus" in capsys.readouterr().err
 
@@ -231,7 +232,7 @@ def test_no_early_stop_before_the_learning_rate_decays(run, monkeypatch):
     scores = iter([50.0, 60.0, 40.0, 45.0, 44.0])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(scores, 1.0))
     code, out = run("--epochs", "5", "--decay-after", "2", "--min-improvement", "0")
-    _, _, meta, _ = lm.load_checkpoint(out)
+    _, _, meta, _ = checkpointing.load_checkpoint(out)
     history = [h["valid_ppl"] for h in meta["train"]["history"]]
     assert history == [50.0, 60.0, 40.0, 45.0]           # epoch 2 worse: goes on; epoch 4: stops
     assert meta["train"]["best_valid_ppl"] == 40.0
@@ -242,7 +243,7 @@ def test_the_default_schedule_runs_every_epoch_and_keeps_the_best(run, monkeypat
     scores = iter([50.0, 60.0, 40.0, 45.0, 44.0])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(scores, 1.0))
     code, out = run("--epochs", "5", "--decay-after", "2")
-    _, _, meta, _ = lm.load_checkpoint(out)
+    _, _, meta, _ = checkpointing.load_checkpoint(out)
     assert [h["valid_ppl"] for h in meta["train"]["history"]] == [50.0, 60.0, 40.0, 45.0, 44.0]
     assert meta["train"]["best_valid_ppl"] == 40.0 and meta["train"]["finished"]
 
@@ -390,7 +391,7 @@ def test_resume_accepts_options_with_the_checkpoints_values_and_more_epochs(run,
     code, _ = run("--resume", "--hidden-size", "16", "--lr", "1", "--epochs", "3",
                   "--stop-after", "2")
     assert code == 0
-    _, _, meta, _ = lm.load_checkpoint(train.last_path(stopped))
+    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(stopped))
     assert meta["settings"]["epochs"] == 3 and meta["train"]["window"] == 5
 
 
@@ -407,11 +408,11 @@ def test_a_real_ctrl_c_saves_exits_130_and_the_run_resumes(run, small_lm_args, t
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and "Traceback" not in err
     assert f"stopped; resume with: python train.py --resume --out {out}" in err
-    _, _, meta, _ = lm.load_checkpoint(train.last_path(out), required=("train",))
+    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out), required=("train",))
     assert not meta["train"]["finished"]
     window, epoch = meta["train"]["window"], meta["train"]["epoch"]
     assert run("--resume", "--stop-after", "1")[0] == 0
-    _, _, meta, _ = lm.load_checkpoint(train.last_path(out))
+    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
     assert (meta["train"]["epoch"], meta["train"]["window"]) == (epoch, window + 1)
 
 
@@ -450,7 +451,7 @@ def test_a_full_disk_ends_in_one_sentence_and_keeps_the_last_good_state(run, tmp
     assert code == 1 and message.startswith(f"error: could not write {train.last_path(out)} "
                                             "(No space left on device)")
     assert f"{train.last_path(out)} holds the last good state" in message
-    _, _, meta, _ = lm.load_checkpoint(train.last_path(out), required=("train",))
+    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out), required=("train",))
     assert meta["train"]["window"] == 10
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
 
@@ -509,7 +510,7 @@ def test_checkpoints_follow_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
         path = tmp_path / "c.npz"
-        lm.save_checkpoint(str(path), lm.init_params(5, 2, 3), list("abcde"), {})
+        checkpointing.save_checkpoint(str(path), lm.init_params(5, 2, 3), list("abcde"), {})
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
@@ -544,8 +545,8 @@ def write_checkpoint(path, params=None, vocab=None, meta=None, **extra):
 def test_foreign_checkpoints_are_refused_field_by_field(tmp_path, part, sentence):
     path = write_checkpoint(tmp_path / "foreign.npz", part.get("params"), part.get("vocab"),
                             part.get("meta"), **part.get("extra", {}))
-    with pytest.raises(lm.CheckpointError) as info:
-        lm.load_checkpoint(path, required=("format", "settings", "train"))
+    with pytest.raises(checkpointing.CheckpointError) as info:
+        checkpointing.load_checkpoint(path, required=("format", "settings", "train"))
     assert sentence in str(info.value) and "\n" not in str(info.value)
 
 
@@ -553,15 +554,15 @@ def test_a_single_npy_array_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "one.npz"
     with open(path, "wb") as handle:
         np.save(handle, np.zeros(3))
-    with pytest.raises(lm.CheckpointError, match="not a readable checkpoint"):
-        lm.load_checkpoint(str(path))
+    with pytest.raises(checkpointing.CheckpointError, match="not a readable checkpoint"):
+        checkpointing.load_checkpoint(str(path))
 
 
 def edit_last_state(out, edit):
     """Load <out>.last.npz, let ``edit(params, meta, extra)`` change it, write it back."""
-    params, vocab, meta, extra = lm.load_checkpoint(train.last_path(out))
+    params, vocab, meta, extra = checkpointing.load_checkpoint(train.last_path(out))
     edit(params, meta, extra)
-    lm.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
+    checkpointing.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
 
 
 @pytest.mark.parametrize("edit, sentence", [
@@ -605,3 +606,13 @@ def test_cbow_sub_sampling_off_and_an_impossible_min_count(run, capsys):
                   name="none.npz")
     err = capsys.readouterr().err
     assert code == 1 and "--cbow-min-count 100000" in err and "Traceback" not in err
+
+
+def test_a_finished_run_trains_longer_with_a_larger_epochs(run, capsys):
+    code, out = run("--epochs", "1")
+    assert code == 0
+    assert run("--resume")[0] == 0
+    assert "already finished training (1 epochs)" in capsys.readouterr().err
+    assert run("--resume", "--epochs", "2")[0] == 0
+    meta = checkpointing.load_checkpoint(out)[2]
+    assert [h["epoch"] for h in meta["train"]["history"]] == [1, 2] and meta["train"]["finished"]
