@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpointing
+from checkpointing import CheckpointError
 import corpus
 import lstm_memory as lm
 
@@ -157,8 +158,8 @@ def load_model(path, corpus_cache) -> Model:
     missing = [k for k in ("corpus", "vocab_size", "max_train_tokens", "seed", "embeddings")
                if k not in settings]
     if missing:
-        raise checkpointing.CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
-                                 "by train.py?")
+        raise CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
+                              "by train.py?")
     corpus_settings = corpus.corpus_settings(settings)
     key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
@@ -289,7 +290,9 @@ def labelled_text(data, scheme, properties, args) -> LabelledText:
     for prop in properties if args.average == "class" else ():
         side = corpus.token_labels(scheme.properties[prop], tags, feats)    # (N,) 0, 1 or -1
         memory[prop], memory_names[prop] = np.where(known & (side >= 0), 0, -1), [prop]
-    batch = lambda labels: {n: corpus.batchify(v, args.batch_size) for n, v in labels.items()}  # noqa: E731
+    def batch(labelings):                                                   # (N,) -> (B, N / B)
+        return {name: corpus.batchify(labels, args.batch_size) for name, labels in labelings.items()}
+
     return LabelledText(streams, batch(table1), table1_names, batch(memory), memory_names)
 
 
@@ -328,7 +331,8 @@ def sweep(model, streams, labelings, names, K, args, xp):
     seconds = time.perf_counter() - clock
     bar.close()
     sums.flush()
-    checkpointing.atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums), counts=sums.counts))
+    checkpointing.atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums),
+                                                        counts=sums.counts))
     return sums, seconds
 
 
@@ -439,7 +443,8 @@ def model_results(model, scheme, properties, sums0, sums, args) -> ModelResults:
                           int(model.params["W_h"].shape[1]), train.get("best_valid_ppl"),
                           train.get("test_ppl"), bool(args.whiten))
     vectors = property_vectors(model, scheme, properties, D)
-    result.properties = {p: {"words": w, "difference_norm": length} for p, (_, length, w) in vectors.items()}
+    result.properties = {prop: {"words": words, "difference_norm": length}
+                         for prop, (_, length, words) in vectors.items()}
     result.property_cosines = {f"{p} / {q}": float(vectors[p][0] @ vectors[q][0])
                                for p, q in itertools.combinations(vectors, 2)}
     for state in "ch":
@@ -556,9 +561,10 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     grid = list(classifier_grid(seeds))
-    parts = [(X_train, y_train, X_test, y_test)] + [
-        (X_train[a], y_train[a], X_train[b], y_train[b])
-        for a, b in StratifiedKFold(folds, shuffle=True, random_state=split_seed).split(X_train, y_train)]
+    cv_splits = StratifiedKFold(folds, shuffle=True, random_state=split_seed).split(X_train, y_train)
+    parts = [(X_train, y_train, X_test, y_test)]                     # [0]: scored on held-out words
+    parts += [(X_train[fit], y_train[fit], X_train[score], y_train[score])   # [1:]: the CV folds
+              for fit, score in cv_splits]
     scores = np.array(Parallel(n_jobs=jobs)(delayed(fit_and_score)(s, *part)
                                             for s in grid for part in parts)).reshape(len(grid), -1)
     held_out, cv = scores[:, 0], scores[:, 1:].mean(axis=1)
@@ -862,7 +868,7 @@ def main(argv=None) -> int:
         write_outputs(models, results, {}, scheme, args, timing)   # all but Table 2, first
         if datasets:
             write_outputs(models, results, table2(models, datasets, args), scheme, args, timing)
-    except (checkpointing.CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
+    except (CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -666,7 +666,8 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
         step[0, T - 1 - k, e] = eps
         finite_differences[:, e] = (final_c(X + step) - final_c(X - step)) / (2 * eps)
     np.set_printoptions(precision=6, suppress=True)
-    print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1}, forward mode (H = {H} rows, E = {E} columns):")
+    print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1}, forward mode "
+          f"(H = {H} rows, E = {E} columns):")
     print(forward_mode)
     print("central finite differences:")
     print(finite_differences)

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpointing
+from checkpointing import CheckpointError
 import corpus
 import languages
 import lstm_memory as lm
@@ -41,8 +42,8 @@ MAX_EPOCHS = 39      # the authors' configuration
 MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *corpus.CORPUS_OPTIONS,
                   "embedding_size", "hidden_size", "embeddings", "seed", "batch_size", "num_steps",
                   "dropout", "lr", "lr_decay", "decay_after", "max_grad_norm", "init_scale",
-                  "min_improvement", "dtype", "cbow_window", "cbow_negative", "cbow_sample", "cbow_min_count",
-                  "cbow_epochs", "cbow_lr")
+                  "min_improvement", "dtype", "cbow_window", "cbow_negative", "cbow_sample",
+                  "cbow_min_count", "cbow_epochs", "cbow_lr")
 EXIT_STATUS = ("exit status: 0 trained, or stopped by --stop-after; 1 error (one line on stderr); "
                "2 usage; 130 Ctrl-C, after saving the resumable state")
 
@@ -698,25 +699,34 @@ def cbow_embeddings(settings, data, xp):
 # Resume: <out>.last.npz, checked against the command line and the corpus
 # ----------------------------------------------------------------------------------------------
 
-TRAIN_STATE = ("epoch", "window", "rng", "history", "best_valid_ppl", "loss_sum", "tokens",
-               "finished", "train_seconds")
+NUMBER = (int, float)
+TRAIN_STATE = {  # the training state in a checkpoint's metadata: field -> the JSON types it may have
+    "epoch": int, "window": int, "rng": (dict, type(None)), "history": list,
+    "best_valid_ppl": (*NUMBER, type(None)), "loss_sum": NUMBER, "tokens": int, "finished": bool,
+    "train_seconds": NUMBER}
 
 
 def load_resumable(path: str, args):
     """(params, vocab, meta, extra) of ``path``, checked: a train.py checkpoint with its training
     state and settings (``check_saved_settings``)."""
     if not os.path.exists(path):
-        raise checkpointing.CheckpointError(f"checkpoint {path} does not exist: there is nothing to --resume "
-                                 "(run without --resume to start, or check --out)")
+        raise CheckpointError(f"checkpoint {path} does not exist: there is nothing to --resume "
+                              "(run without --resume to start, or check --out)")
     checkpoint = checkpointing.load_checkpoint(path, required=("format", "settings", "train"))
     meta = checkpoint[2]
     if meta["format"] != FORMAT:
-        raise checkpointing.CheckpointError(f"{path} has format {meta['format']!r}, not {FORMAT!r}: it was "
-                                 "not written by this train.py")
+        raise CheckpointError(f"{path} has format {meta['format']!r}, not {FORMAT!r}: it was "
+                              "not written by this train.py")
     missing = [key for key in TRAIN_STATE if key not in meta["train"]]
     if missing:
-        raise checkpointing.CheckpointError(f"{path} lacks the training state {', '.join(missing)}: it was "
-                                 "not written by this train.py")
+        raise CheckpointError(f"{path} lacks the training state {', '.join(missing)}: "
+                              "it was not written by this train.py")
+    wrong = [key for key, kinds in TRAIN_STATE.items() if not isinstance(meta["train"][key], kinds)
+             or (kinds is int and isinstance(meta["train"][key], bool))]
+    if wrong:
+        raise CheckpointError(f"{path} holds a training state {wrong[0]} of the wrong "
+                              f"type ({meta['train'][wrong[0]]!r:.40}): it was not "
+                              "written by this train.py")
     check_saved_settings(path, meta["settings"], args)
     return checkpoint
 
@@ -728,17 +738,17 @@ def check_saved_settings(path: str, saved: dict, args):
     for key in MODEL_SETTINGS:
         option, default = "--" + key.replace("_", "-"), parser.get_default(key)
         if key not in saved and key not in corpus.CORPUS_OPTIONS:
-            raise checkpointing.CheckpointError(f"{path} lacks the setting {option}: it was not written by "
-                                     "this train.py")
+            raise CheckpointError(f"{path} lacks the setting {option}: it was not written by "
+                                  "this train.py")
         value = saved.get(key, corpus.CORPUS_OPTIONS.get(key))
         kinds = {bool: bool, int: int, str: str}.get(type(default), (int, float))
         if not (isinstance(value, kinds) or (default is None and value is None)):
-            raise checkpointing.CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
-                                     "option: it was not written by this train.py")
+            raise CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
+                                  "option: it was not written by this train.py")
         if key != "epochs" and key in args.given and getattr(args, key) != value:
-            raise checkpointing.CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
-                                     f"was trained with {option} {value}: leave {option} out to "
-                                     "resume that run, or give another --out to start a new one")
+            raise CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
+                                  f"was trained with {option} {value}: leave {option} out to "
+                                  "resume that run, or give another --out to start a new one")
 
 
 def resumed_run(checkpoint, settings, data, xp) -> Run:
@@ -756,8 +766,8 @@ def resumed_run(checkpoint, settings, data, xp) -> Run:
     for name, shape in expected.items():
         found = arrays[name].shape if name in arrays else "missing"
         if found != shape:
-            raise checkpointing.CheckpointError(f"{path} does not fit its own settings: {name} is {found}, "
-                                     f"expected {shape}")
+            raise CheckpointError(f"{path} does not fit its own settings: {name} is {found}, "
+                                  f"expected {shape}")
     state = meta["train"]
     rng = np.random.default_rng(settings.seed)
     try:
@@ -765,7 +775,7 @@ def resumed_run(checkpoint, settings, data, xp) -> Run:
             rng.bit_generator.state = state["rng"]
         position = f"epoch {int(state['epoch']) + 1}, window {int(state['window'])}"
     except (TypeError, ValueError, KeyError) as error:
-        raise checkpointing.CheckpointError(f"{path} has an unusable training state ({error})") from None
+        raise CheckpointError(f"{path} has an unusable training state ({error})") from None
     print(f"resuming {path}: {position}", file=sys.stderr)
     dtype = np.dtype(settings.dtype)
     return Run(settings, {k: xp.asarray(v, dtype=dtype) for k, v in params.items()}, data.vocab,
@@ -784,7 +794,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:     # outside the SGD loop (CBOW, evaluation), or a second Ctrl-C
         print("interrupted; the checkpoints written before are kept", file=sys.stderr)
         return 130
-    except (TrainingError, checkpointing.CheckpointError, corpus.CorpusError, FloatingPointError,
+    except (TrainingError, CheckpointError, corpus.CorpusError, FloatingPointError,
             RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

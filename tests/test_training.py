@@ -569,6 +569,8 @@ def edit_last_state(out, edit):
     (lambda p, m, e: m.update(format="another/2"), "has format 'another/2'"),
     (lambda p, m, e: m.pop("train"), "lacks the metadata field(s) train"),
     (lambda p, m, e: m["train"].pop("window"), "lacks the training state window"),
+    (lambda p, m, e: m["train"].update(history="none"), "training state history of the wrong type"),
+    (lambda p, m, e: m["train"].update(epoch=True), "training state epoch of the wrong type"),
     (lambda p, m, e: m["settings"].pop("num_steps"), "lacks the setting --num-steps"),
     (lambda p, m, e: m["settings"].update(hidden_size="16"), "holds --hidden-size '16'"),
     (lambda p, m, e: m["train"].update(rng={"state": 1}), "has an unusable training state"),
