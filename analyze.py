@@ -42,7 +42,7 @@ from tqdm import tqdm
 import checkpointing
 from checkpointing import CheckpointError
 import corpus
-import lstm_memory as lm
+import lstm_memory
 
 POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of their classes
     ("N-V-Adj-Adv-Pro", ("nouns", "verbs", "adjectives", "adverbs", "pronouns")),
@@ -313,7 +313,7 @@ def sweep(model, streams, labelings, names, K, args, xp):
     key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
     path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
-    sums = lm.StateGradientSums(names, K, H, E, xp=np)
+    sums = lstm_memory.StateGradientSums(names, K, H, E, xp=np)
     if os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as saved:
@@ -325,13 +325,13 @@ def sweep(model, streams, labelings, names, K, args, xp):
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
-    sums = lm.sweep_state_gradients(on_device, streams, labelings, names, K,
+    sums = lstm_memory.sweep_state_gradients(on_device, streams, labelings, names, K,
                                     progress=bar.update, workers=args.workers)
-    lm.synchronize(xp)
+    lstm_memory.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
     sums.flush()
-    checkpointing.atomic_write(path, lambda f: np.savez(f, sums=lm.to_numpy(sums.sums),
+    checkpointing.atomic_write(path, lambda f: np.savez(f, sums=lstm_memory.to_numpy(sums.sums),
                                                         counts=sums.counts))
     return sums, seconds
 
@@ -379,7 +379,7 @@ class ModelResults:
 
 def figure1(G_bar, n) -> Spectrum:
     """Figure 1: the singular values of Gbar_tau = U S V^T (eq. 1), G_bar (K+1, H, E)."""
-    S = lm.singular_values(G_bar)                                   # (K+1, min(H, E))
+    S = lstm_memory.singular_values(G_bar)                                   # (K+1, min(H, E))
     return Spectrum(S[:, 0].tolist(), S.sum(1).tolist(), S[:, :n].sum(1).tolist())
 
 
@@ -388,7 +388,7 @@ def table1(G_bar_per_class, counts, names, normalise=True):
     G_bar_per_class (C, H, E) at tau = 0; counts (C,) positions behind each."""
     defined = ~np.isnan(G_bar_per_class).any(axis=(1, 2))
     sigma1 = np.full(len(names), np.nan)
-    sigma1[defined] = lm.singular_values(G_bar_per_class[defined])[:, 0]
+    sigma1[defined] = lstm_memory.singular_values(G_bar_per_class[defined])[:, 0]
     total = np.nansum(sigma1)
     return {c: {"sigma1": None if np.isnan(s) else float(s),
                 "normalised": float(s / total) if normalise and not np.isnan(s) else None,
@@ -401,17 +401,17 @@ def figure2(G_bar, d, length, n) -> PropertyMemory:
     curves = PropertyMemory([], [], [], [])
     for G in G_bar:
         defined = not np.isnan(G).any()
-        r, m = lm.relative_memory(G, d) if defined else (None, None)
+        r, m = lstm_memory.relative_memory(G, d) if defined else (None, None)
         curves.r.append(r)
         curves.m.append(m)
-        curves.cos_Hn.append(lm.subspace_cosine(G, d, n) if defined else None)
+        curves.cos_Hn.append(lstm_memory.subspace_cosine(G, d, n) if defined else None)
         curves.r_abs.append(r * length if defined else None)
     return curves
 
 
 def frequency_sigma1(G_bar_per_bin, counts, names):
     """sigma_1 of Gbar_tau over the words of each frequency bin: G_bar_per_bin (bins, K+1, H, E)."""
-    return {name: {"sigma1": [None if np.isnan(G).any() else float(lm.singular_values(G)[0])
+    return {name: {"sigma1": [None if np.isnan(G).any() else float(lstm_memory.singular_values(G)[0])
                               for G in per_delay], "count": int(n)}
             for name, per_delay, n in zip(names, G_bar_per_bin, counts)}
 
@@ -424,9 +424,9 @@ def property_vectors(model, scheme, properties, D):
     for prop in properties:
         words = [[i for i, c in enumerate(model.classes[prop]) if c == side.name]
                  for side in scheme.properties[prop]]
-        d, length = lm.property_vector(embeddings, *words)            # eq. (2)
+        d, length = lstm_memory.property_vector(embeddings, *words)            # eq. (2)
         if D is not None:
-            difference = lm.whiten_vector(length * d, D)
+            difference = lstm_memory.whiten_vector(length * d, D)
             length = float(np.linalg.norm(difference))
             d = difference / length
         vectors[prop] = (d, length, [len(w) for w in words])
@@ -437,7 +437,7 @@ def model_results(model, scheme, properties, sums0, sums, args) -> ModelResults:
     """Every output for one LM from its two sweeps (``sums0``: delay 0, ``sums``: 0..K), for each
     state of --state, in the whitened embedding space with --whiten."""
     D = model.whitening
-    space = (lambda G: G) if D is None else (lambda G: lm.whiten_gradient(G, D))  # noqa: E731
+    space = (lambda G: G) if D is None else (lambda G: lstm_memory.whiten_gradient(G, D))  # noqa: E731
     train = model.meta.get("train", {})
     result = ModelResults(model.name, model.meta["settings"]["embeddings"],
                           int(model.params["W_h"].shape[1]), train.get("best_valid_ppl"),
@@ -827,7 +827,7 @@ def prepare(args):
                                 f"{path} (the embedding size is {E}, the state size {H})")
         if args.whiten:
             try:
-                model.whitening = lm.whitening(model.params["embedding"].astype(np.float64))
+                model.whitening = lstm_memory.whitening(model.params["embedding"].astype(np.float64))
             except np.linalg.LinAlgError:
                 raise AnalysisError(f"--whiten: the embeddings of {path} have a singular "
                                     "covariance (fewer words than dimensions, or repeated "
@@ -851,7 +851,7 @@ def prepare(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        xp = lm.get_backend(args.device)
+        xp = lstm_memory.get_backend(args.device)
         models, scheme, properties, texts, datasets = prepare(args)
         results, timing = [], {}
         for model in models:

@@ -379,7 +379,8 @@ def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
     folded matrices [A_c; A_o] (see ``fold_gates``) produce both with one product.
 
     Args:
-        J_prev: (B, K+1, 2H, E); J_prev[:, k, :H] = dc_{t-1}/dx_{t-1-k}, J_prev[:, k, H:] = dh_{t-1}/dx_{t-1-k}.
+        J_prev: (B, K+1, 2H, E); J_prev[:, k, :H] = dc_{t-1}/dx_{t-1-k},
+            J_prev[:, k, H:] = dh_{t-1}/dx_{t-1-k}.
         cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
         out: optional (B, K+1, 2H, E) buffer to write into (not J_prev).
         scratch: optional (B, K+1, H, E) buffer for the element-wise products (saves allocating

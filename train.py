@@ -34,7 +34,7 @@ import checkpointing
 from checkpointing import CheckpointError
 import corpus
 import languages
-import lstm_memory as lm
+import lstm_memory
 
 FORMAT = "lstm-memory-lm/1"
 MAX_EPOCHS = 39      # the authors' configuration
@@ -203,11 +203,12 @@ def cbow_step(W_in, W_out, contexts, context_mask, centers, negatives, rate):
     Args: W_in, W_out (V, E), updated in place; contexts, context_mask (N, 2w); centers (N,);
     negatives (N, k); rate: the learning rate of this batch.
     """
-    h = lm.context_mean(W_in, contexts, context_mask)                       # (N, E)
-    loss, dh, dW_out = lm.cbow_loss_and_grads(h, W_out, centers, negatives)
+    h = lstm_memory.context_mean(W_in, contexts, context_mask)                       # (N, E)
+    loss, dh, dW_out = lstm_memory.cbow_loss_and_grads(h, W_out, centers, negatives)
     words = contexts.reshape(-1)[context_mask.reshape(-1) > 0]              # (M,) real context words
-    errors = lm.get_array_module(dh).repeat(-rate * dh, contexts.shape[1], axis=0)   # (N * 2w, E)
-    lm.scatter_add_rows(W_in, words, errors[context_mask.reshape(-1) > 0])  # neu1e, undivided
+    xp = lstm_memory.get_array_module(dh)
+    errors = xp.repeat(-rate * dh, contexts.shape[1], axis=0)                 # (N * 2w, E)
+    lstm_memory.scatter_add_rows(W_in, words, errors[context_mask.reshape(-1) > 0])  # neu1e, undivided
     W_out -= rate * dW_out
     return loss
 
@@ -294,7 +295,7 @@ def cbow_text(ids, V: int, eos_id, sample: float, min_count: int):
 
 def nearest_neighbours(embeddings, vocab, words, k=5):
     """The k nearest words by cosine for each of ``words`` that is in the vocabulary."""
-    emb = lm.to_numpy(embeddings)
+    emb = lstm_memory.to_numpy(embeddings)
     unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     index = {w: i for i, w in enumerate(vocab)}
     result = {}
@@ -313,10 +314,10 @@ def nearest_neighbours(embeddings, vocab, words, k=5):
 def evaluate(params, ids, batch_size, num_steps):
     """Perplexity of ``ids`` (no dropout, state carried across windows).
 
-    Args: params, the LM's arrays (lm.PARAM_SHAPES); ids (N,) word ids; batch_size B streams;
+    Args: params, the LM's arrays (lstm_memory.PARAM_SHAPES); ids (N,) word ids; batch_size B streams;
     num_steps T steps per window.
     """
-    xp = lm.get_array_module(params["W_h"])
+    xp = lstm_memory.get_array_module(params["W_h"])
     streams = corpus.batchify(ids, batch_size)                           # (B, N // B)
     H = params["W_h"].shape[1]
     h = xp.zeros((batch_size, H), dtype=params["W_h"].dtype)            # (B, H)
@@ -326,7 +327,7 @@ def evaluate(params, ids, batch_size, num_steps):
         stop = min(start + num_steps, streams.shape[1] - 1)
         inputs = xp.asarray(streams[:, start:stop])
         targets = xp.asarray(streams[:, start + 1:stop + 1])
-        loss, _, (h, c) = lm.lm_loss_and_grads(params, inputs, targets, h, c, backward=False)
+        loss, _, (h, c) = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, c, backward=False)
         total += loss * inputs.size
         count += inputs.size
     return perplexity(total / count)
@@ -395,7 +396,7 @@ class TrainingError(Exception):
 class Run:
     """What a run carries from window to window; ``save_last`` writes it all to <out>.last.npz."""
     settings: argparse.Namespace   # MODEL_SETTINGS and the run options (out, save_every, ...)
-    params: dict                   # the LM's arrays, lm.PARAM_SHAPES, on xp
+    params: dict                   # the LM's arrays, lstm_memory.PARAM_SHAPES, on xp
     vocab: list                    # (V,) words
     state: dict                    # JSON: epoch, window, rng, history, best_valid_ppl, ...
     rng: np.random.Generator       # draws the dropout masks
@@ -410,7 +411,7 @@ def train(args) -> dict:
 
     Args: args, the command line of ``parse_args``. Raises Stopped after Ctrl-C (state saved).
     """
-    xp = lm.get_backend(args.device)
+    xp = lstm_memory.get_backend(args.device)
     prepare_output(args.out)
     checkpoint = load_resumable(last_path(args.out), args) if args.resume else None
     settings = run_settings(args, checkpoint[2]["settings"] if checkpoint else None)
@@ -441,7 +442,7 @@ def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
     Args: run, updated in place; data, the corpus.Corpus; interrupt, the Ctrl-C flag.
     """
     settings, state = run.settings, run.state
-    xp = lm.get_array_module(run.h)
+    xp = lstm_memory.get_array_module(run.h)
     streams = corpus.batchify(data.ids["train"], settings.batch_size)              # (B, N)
     n_windows = math.ceil((streams.shape[1] - 1) / settings.num_steps)
     trainable = [k for k in run.params if not (k == "embedding" and settings.embeddings == "cbow")]
@@ -458,8 +459,8 @@ def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
             keep = (run.rng.random((settings.batch_size, stop - start, settings.hidden_size))
                     >= settings.dropout)                                       # (B, T, H)
             mask = xp.asarray(keep / (1.0 - settings.dropout), dtype=settings.dtype)  # (B, T, H)
-            loss, grads, (h, c) = lm.lm_loss_and_grads(run.params, inputs, targets, run.h, run.c,
-                                                       mask)
+            loss, grads, (h, c) = lstm_memory.lm_loss_and_grads(run.params, inputs, targets,
+                                                                run.h, run.c, mask)
             norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1],
                              settings.max_grad_norm)
                     if math.isfinite(loss) else math.nan)          # no step on a bad loss
@@ -530,7 +531,7 @@ def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
         state["best_valid_ppl"] = valid_ppl
         save(run, run.params, {}, settings.out)
     state.update(epoch=epoch + 1, window=0, loss_sum=0.0, tokens=0)
-    xp = lm.get_array_module(run.h)
+    xp = lstm_memory.get_array_module(run.h)
     run.h, run.c = xp.zeros_like(run.h), xp.zeros_like(run.c)   # each epoch reads the text anew
     if not improved:
         print(f"validation perplexity improved by less than {settings.min_improvement:.1%}: stopping",
@@ -542,7 +543,7 @@ def finish(run: Run, data) -> dict:
     """Test perplexity of the best model (read back from --out), recorded in both checkpoints;
     returns the state. Args: run, after its last epoch; data, the corpus.Corpus."""
     settings, state = run.settings, run.state
-    xp = lm.get_array_module(run.h)
+    xp = lstm_memory.get_array_module(run.h)
     best_params = checkpointing.load_checkpoint(settings.out)[0]
     best_params = {k: xp.asarray(v, dtype=settings.dtype) for k, v in best_params.items()}
     state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size, settings.num_steps)
@@ -567,7 +568,7 @@ def save(run: Run, params: dict, extra: dict, path: str):
     """Write ``params`` with the run's settings and state to ``path``; a failed write (disk full,
     folder gone) becomes one sentence, the file there before left as it was.
 
-    Args: params, the LM's arrays (lm.PARAM_SHAPES); extra, more arrays by name ({"h": (B, H),
+    Args: params, the LM's arrays (lstm_memory.PARAM_SHAPES); extra, more arrays by name ({"h": (B, H),
     "c": (B, H)} in <out>.last.npz, none in --out).
     """
     meta = {"format": FORMAT, "settings": {k: getattr(run.settings, k) for k in MODEL_SETTINGS},
@@ -655,7 +656,7 @@ def new_run(settings, data, xp) -> Run:
     Args: settings, of ``run_settings``; data, the corpus.Corpus; xp, numpy or cupy.
     """
     dtype = np.dtype(settings.dtype)
-    params = lm.init_params(len(data.vocab), settings.embedding_size, settings.hidden_size,
+    params = lstm_memory.init_params(len(data.vocab), settings.embedding_size, settings.hidden_size,
                             seed=settings.seed, scale=settings.init_scale, dtype=dtype, xp=xp)
     state = {"epoch": 0, "window": 0, "rng": None, "history": [], "best_valid_ppl": None,
              "loss_sum": 0.0, "tokens": 0, "finished": False, "train_seconds": 0.0, "cbow": None}
@@ -680,7 +681,7 @@ def cbow_embeddings(settings, data, xp):
                               progress=not settings.no_progress, xp=xp)         # (V, E)
     probes = ["man", "city", "said", "good", "he", "two", "war", "water"]
     record = {"loss_per_epoch": losses, "neighbours": nearest_neighbours(W_in, data.vocab, probes)}
-    norms = np.linalg.norm(lm.to_numpy(W_in), axis=1)                            # (V,)
+    norms = np.linalg.norm(lstm_memory.to_numpy(W_in), axis=1)                            # (V,)
     index = data.word_to_id
     for word, near in record["neighbours"].items():
         listed = ", ".join(f"{w} ({norms[index[w]]:.2f})" for w in near)
@@ -688,7 +689,7 @@ def cbow_embeddings(settings, data, xp):
               f"[vector norms in brackets]", file=sys.stderr)
     path = os.path.splitext(settings.out)[0] + ".cbow.npy"
     try:
-        np.save(path, lm.to_numpy(W_in))
+        np.save(path, lstm_memory.to_numpy(W_in))
     except OSError as error:
         raise TrainingError(f"could not write {path} ({error.strerror or error}): free disk "
                             "space and start again") from None

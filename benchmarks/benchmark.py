@@ -17,17 +17,17 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import lstm_memory as lm  # noqa: E402
+import lstm_memory  # noqa: E402
 import train  # noqa: E402
 
 
 def timed(xp, fn, repeats):
     times = []
     for _ in range(repeats):
-        lm.synchronize(xp)
+        lstm_memory.synchronize(xp)
         start = time.perf_counter()
         fn()
-        lm.synchronize(xp)
+        lstm_memory.synchronize(xp)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -35,13 +35,13 @@ def timed(xp, fn, repeats):
 def bench_train(xp, args):
     V, E, H, B, T = args.vocab, 64, 256, 20, 50
     rng = np.random.default_rng(0)
-    params = lm.init_params(V, E, H, xp=xp)
+    params = lstm_memory.init_params(V, E, H, xp=xp)
     inputs, targets = (xp.asarray(rng.integers(0, V, (B, T))) for _ in range(2))
     mask = xp.asarray((rng.random((B, T, H)) >= 0.5) * 2.0, dtype=np.float32)
     h = xp.zeros((B, H), dtype=np.float32)
 
     def step():
-        _, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h, h, mask)
+        _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, h, mask)
         train.sgd_step(params, grads, list(params), 0.1, T, 5.0)     # as train.py does
 
     step()                                                    # warm-up
@@ -53,13 +53,13 @@ def bench_train(xp, args):
 def bench_analysis(xp, args):
     V, E, H, B, K, N = args.vocab, 64, 256, 20, args.max_delay, args.positions // 20
     rng = np.random.default_rng(0)
-    params = lm.init_params(V, E, H, xp=xp)
+    params = lstm_memory.init_params(V, E, H, xp=xp)
     streams = rng.integers(0, V, (B, N))
     # as analyze.py's 0..K sweep on Brown: all positions and 4 frequency bins (the POS classes of
     # Table 1 are in its cheap delay-0 sweep)
     labels = {"freq": rng.integers(-1, args.classes, (B, N))}
     names = {"freq": [f"bin {i}" for i in range(args.classes)]}
-    run = lambda: lm.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
+    run = lambda: lstm_memory.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
                                            workers=args.workers)
     tracemalloc.start()
     run()                                                     # warm-up, and peak memory
@@ -84,7 +84,7 @@ if __name__ == "__main__":
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="analysis threads")
     args = p.parse_args()
-    xp = lm.get_backend(args.device)
+    xp = lstm_memory.get_backend(args.device)
     if args.what in ("all", "train"):
         bench_train(xp, args)
     if args.what in ("all", "analysis"):

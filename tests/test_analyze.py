@@ -10,7 +10,7 @@ import pytest
 import analyze
 import checkpointing
 import corpus
-import lstm_memory as lm
+import lstm_memory
 import train
 from conftest import SMALL_LM_ARGS
 
@@ -81,9 +81,9 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
     params, _, meta, _ = checkpointing.load_checkpoint(checkpoints[0])
     data = corpus.load_corpus("generated")
     streams = corpus.batchify(data.ids["valid"][:400], 4)
-    sums = lm.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
+    sums = lstm_memory.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
                                     streams, {}, {}, K=6)
-    expected = lm.singular_values(sums.mean("all", "c")[0])[:, 0]
+    expected = lstm_memory.singular_values(sums.mean("all", "c")[0])[:, 0]
     np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
     tags = corpus.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
     scheme = corpus.builtin_scheme("brown")
@@ -198,7 +198,7 @@ def test_unknown_words_are_in_no_class(tmp_path, small_lm_args):
     (folder / "toy-train.txt").write_text(train_sent * 200)
     (folder / "toy-dev.txt").write_text(valid_sent * 40)
     (folder / "toy-test.txt").write_text(train_sent * 20)
-    checkpoint = str(tmp_path / "lm.npz")
+    checkpoint = str(tmp_path / "lstm_memory.npz")
     options = [a for a in small_lm_args if a not in ("--corpus", "generated")]
     assert train.main([*options, "--corpus", str(folder), "--epochs", "1", "--out", checkpoint]) == 0
     assert analyse([checkpoint], tmp_path, "--no-table2", "--max-delay", "2") == 0
@@ -232,7 +232,7 @@ def test_table2_rows_that_cannot_be_split_are_left_out_with_a_note(checkpoints, 
 
 
 def test_checks_come_before_the_sweep(checkpoints, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(lm, "sweep_state_gradients", lambda *a, **k: pytest.fail("swept"))
+    monkeypatch.setattr(lstm_memory, "sweep_state_gradients", lambda *a, **k: pytest.fail("swept"))
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert analyse(checkpoints, tmp_path, "--out-dir", str(blocker)) == 1
@@ -244,14 +244,14 @@ def test_checks_come_before_the_sweep(checkpoints, tmp_path, capsys, monkeypatch
 
 
 def test_ctrl_c_keeps_finished_sweeps_and_exits_130(checkpoints, tmp_path, monkeypatch, capsys):
-    real_sweep = lm.sweep_state_gradients
+    real_sweep = lstm_memory.sweep_state_gradients
 
     def interrupted(*args, **kwargs):
         if args[4] > 0:                   # the delay-0 sweep finishes, the 0..K sweep is cut short
             raise KeyboardInterrupt
         return real_sweep(*args, **kwargs)
 
-    monkeypatch.setattr(lm, "sweep_state_gradients", interrupted)
+    monkeypatch.setattr(lstm_memory, "sweep_state_gradients", interrupted)
     assert analyse(checkpoints[:1], tmp_path, "--no-table2") == 130
     assert "interrupted" in capsys.readouterr().err
     assert len(list((tmp_path / "sweeps").glob("joint-K0-*.npz"))) == 1

@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import given, strategies as st
 
-import lstm_memory as lm
+import lstm_memory
 from conftest import numerical_gradient, random_lstm
 
 TOL = dict(rtol=1e-5, atol=1e-7)
@@ -16,11 +16,11 @@ def test_lstm_step_backward_matches_finite_differences(seed, B, E, H):
     u_h, u_c = rng.normal(size=(B, H)), rng.normal(size=(B, H))   # L = <u_h, h> + <u_c, c>
 
     def loss():
-        h, c, _ = lm.lstm_step_forward(x, h0, c0, W_x, W_h, b)
+        h, c, _ = lstm_memory.lstm_step_forward(x, h0, c0, W_x, W_h, b)
         return np.sum(u_h * h) + np.sum(u_c * c)
 
-    _, _, cache = lm.lstm_step_forward(x, h0, c0, W_x, W_h, b)
-    dx, dh_prev, dc_prev, grads = lm.lstm_step_backward(u_h, u_c, cache)
+    _, _, cache = lstm_memory.lstm_step_forward(x, h0, c0, W_x, W_h, b)
+    dx, dh_prev, dc_prev, grads = lstm_memory.lstm_step_backward(u_h, u_c, cache)
     for analytic, array in [(dx, x), (dh_prev, h0), (dc_prev, c0), (grads["W_x"], W_x),
                             (grads["W_h"], W_h), (grads["b"], b)]:
         np.testing.assert_allclose(analytic, numerical_gradient(lambda _: loss(), array), **TOL)
@@ -31,7 +31,7 @@ def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T):
     """The whole LM loss over a window: every parameter, state carried in, a fixed dropout mask."""
     rng = np.random.default_rng(seed)
     V = int(rng.integers(2, 8))
-    params = lm.init_params(V, E, H, seed=seed, scale=0.5, dtype=np.float64)
+    params = lstm_memory.init_params(V, E, H, seed=seed, scale=0.5, dtype=np.float64)
     for name in params:                                  # non-zero biases too
         params[name] += rng.normal(0, 0.3, params[name].shape)
     inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
@@ -39,9 +39,9 @@ def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T):
     mask = (rng.random((B, T, H)) > 0.5) / 0.5
 
     def loss(_):
-        return lm.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False)[0]
+        return lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False)[0]
 
-    _, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h0, c0, mask)
+    _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask)
     for name in params:
         np.testing.assert_allclose(grads[name], numerical_gradient(loss, params[name]), **TOL,
                                    err_msg=name)
@@ -51,8 +51,8 @@ def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T):
 def test_softmax_cross_entropy_gradient(seed, N, V):
     rng = np.random.default_rng(seed)
     logits, targets = rng.normal(0, 3, (N, V)), rng.integers(0, V, N)
-    loss, dlogits = lm.softmax_cross_entropy(logits.copy(), targets)
-    numeric = numerical_gradient(lambda a: lm.softmax_cross_entropy(a.copy(), targets)[0], logits)
+    loss, dlogits = lstm_memory.softmax_cross_entropy(logits.copy(), targets)
+    numeric = numerical_gradient(lambda a: lstm_memory.softmax_cross_entropy(a.copy(), targets)[0], logits)
     np.testing.assert_allclose(dlogits, numeric, **TOL)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
@@ -61,7 +61,7 @@ def test_softmax_cross_entropy_gradient(seed, N, V):
 
 def test_softmax_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1e4, 0.0, -1e4], [5e3, 5e3, 0.0]], dtype=np.float32)
-    loss, dlogits = lm.softmax_cross_entropy(logits, np.array([1, 0]))
+    loss, dlogits = lstm_memory.softmax_cross_entropy(logits, np.array([1, 0]))
     assert np.isfinite(loss) and np.all(np.isfinite(dlogits))
     assert np.isclose(loss, (1e4 + np.log(2)) / 2, rtol=1e-6)
     np.testing.assert_allclose(dlogits.sum(axis=1), 0.0, atol=1e-6)   # p - onehot sums to 0
@@ -78,11 +78,11 @@ def test_cbow_gradients_match_finite_differences(seed, N, E, window, k):
     mask = (rng.random((N, 2 * window)) < 0.7).astype(np.float64)
     mask[:, 0] = 1.0                                                   # at least one context word
     centers, negatives = rng.integers(0, V, N), rng.integers(0, V, (N, k))
-    h = lm.context_mean(W_in, contexts, mask)
+    h = lstm_memory.context_mean(W_in, contexts, mask)
 
     def loss(_):
-        return lm.cbow_loss_and_grads(h, W_out, centers, negatives)[0]
+        return lstm_memory.cbow_loss_and_grads(h, W_out, centers, negatives)[0]
 
-    _, dh, dW_out = lm.cbow_loss_and_grads(h, W_out, centers, negatives)
+    _, dh, dW_out = lstm_memory.cbow_loss_and_grads(h, W_out, centers, negatives)
     np.testing.assert_allclose(dh, numerical_gradient(loss, h), **TOL)
     np.testing.assert_allclose(dW_out, numerical_gradient(loss, W_out), **TOL)

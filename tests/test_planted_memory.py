@@ -46,7 +46,7 @@ def test_planted_language_agrees_and_is_deterministic():
 def memory_curves(tmp_path, *extra):
     """r_abs of number and of the distractor at delays 0..K, averaged over their words' positions,
     and the LM's validation perplexity."""
-    path, out = str(tmp_path / "lm.npz"), tmp_path / "results"
+    path, out = str(tmp_path / "lstm_memory.npz"), tmp_path / "results"
     assert train.main([*SMALL, *extra, "--out", path]) == 0
     assert analyze.main(["--device", "cpu", "--checkpoints", path, "--out-dir", str(out), "--max-delay", str(K),
                          "--no-progress", "--average", "class"]) == 0

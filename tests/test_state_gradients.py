@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import lstm_memory as lm
+import lstm_memory
 from conftest import numerical_gradient, random_lstm
 
 dims = st.integers(min_value=1, max_value=4)
@@ -17,9 +17,9 @@ def run_windows(X, h0, c0, W_x, W_h, b, K, window):
     J = np.zeros((B, K + 1, 2 * H, E))
     h, c = h0, c0
     for start in range(0, T, window):
-        _, (h_end, c_end), caches = lm.lstm_forward(X[:, start:start + window], h, c, W_x, W_h, b)
+        _, (h_end, c_end), caches = lstm_memory.lstm_forward(X[:, start:start + window], h, c, W_x, W_h, b)
         for cache in caches:
-            J = lm.state_gradient_step(J, cache, W_x, W_h)
+            J = lstm_memory.state_gradient_step(J, cache, W_x, W_h)
         h, c = h_end, c_end
     return J
 
@@ -38,7 +38,7 @@ def test_forward_mode_matches_finite_differences_across_windows(seed, B, E, H, T
         def final_state(x):
             Xk = X.copy()
             Xk[:, T - 1 - k] = x
-            _, (h, c), _ = lm.lstm_forward(Xk, h0, c0, W_x, W_h, b)
+            _, (h, c), _ = lstm_memory.lstm_forward(Xk, h0, c0, W_x, W_h, b)
             return np.concatenate([c, h], axis=1)                     # (B, 2H)
 
         numeric = numerical_gradient(final_state, x_source)          # (B, 2H, B, E)
@@ -52,10 +52,10 @@ def test_forward_mode_equals_reverse_mode(seed, B, E, H, T):
     rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
     X = rng.normal(size=(B, T, E))
     J = run_windows(X, h0, c0, W_x, W_h, b, T - 1, T)
-    _, _, caches = lm.lstm_forward(X, h0, c0, W_x, W_h, b)
+    _, _, caches = lstm_memory.lstm_forward(X, h0, c0, W_x, W_h, b)
     u, v = rng.normal(size=(B, H)), rng.normal(size=(B, T, E))
     for state, (dh_T, dc_T) in (("c", (np.zeros((B, H)), u)), ("h", (u, np.zeros((B, H))))):
-        dX, _, _, _ = lm.lstm_backward(np.zeros((B, T, H)), dh_T, dc_T, caches)  # dX[:, s] = G^T u
+        dX, _, _, _ = lstm_memory.lstm_backward(np.zeros((B, T, H)), dh_T, dc_T, caches)  # dX[:, s] = G^T u
         rows = slice(0, H) if state == "c" else slice(H, 2 * H)
         for k in range(T):
             forward = np.einsum("bh,bhe,be->", u, J[:, k, rows], v[:, T - 1 - k])
@@ -67,11 +67,11 @@ def test_streaming_sums_equal_brute_force_average():
     """Per-delay and per-class means of the sweep against explicitly computed G_{t,k}."""
     rng = np.random.default_rng(3)
     V, E, H, B, N, K = 9, 3, 4, 2, 13, 4
-    params = lm.init_params(V, E, H, seed=3, scale=0.6, dtype=np.float64)
+    params = lstm_memory.init_params(V, E, H, seed=3, scale=0.6, dtype=np.float64)
     params["b"] += rng.normal(0, 0.5, 4 * H)
     streams = rng.integers(0, V, (B, N))
     tags = np.where(rng.random((B, N)) < 0.2, -1, rng.integers(0, 3, (B, N)))
-    sums = lm.sweep_state_gradients(params, streams, {"tag": tags}, {"tag": ["a", "b", "c"]},
+    sums = lstm_memory.sweep_state_gradients(params, streams, {"tag": tags}, {"tag": ["a", "b", "c"]},
                                     K, window=5)
     # brute force: G_{t,k} for every t and k from a fresh forward-mode run to t
     G = {}
@@ -101,11 +101,11 @@ def test_streaming_sums_equal_brute_force_average():
 
 def test_threaded_sweep_equals_the_single_thread_sweep():
     rng = np.random.default_rng(5)
-    params = lm.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
+    params = lstm_memory.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
     streams = rng.integers(0, 11, (5, 9))
     labels = {"tag": rng.integers(-1, 2, (5, 9))}
-    one = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
-    three = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
+    one = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
+    three = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
     for labeling in ("all", "tag"):
         np.testing.assert_array_equal(one.count(labeling), three.count(labeling))
         for state in "ch":
@@ -114,9 +114,9 @@ def test_threaded_sweep_equals_the_single_thread_sweep():
 
 
 def test_sweep_refuses_a_delay_longer_than_the_text():
-    params = lm.init_params(5, 2, 3, dtype=np.float64)
+    params = lstm_memory.init_params(5, 2, 3, dtype=np.float64)
     with pytest.raises(ValueError, match="larger than the text"):
-        lm.sweep_state_gradients(params, np.zeros((2, 4), int), {}, {}, K=4)
+        lstm_memory.sweep_state_gradients(params, np.zeros((2, 4), int), {}, {}, K=4)
 
 
 # ---- measures (eq. 1-6) -----------------------------------------------------------------------
@@ -128,11 +128,11 @@ matrices = st.tuples(st.integers(0, 10**6), st.integers(2, 6), st.integers(2, 6)
 def test_measures_of_the_top_singular_vector(args):
     seed, H, E = args
     G = np.random.default_rng(seed).normal(size=(H, E))
-    V, S = lm.right_singular_vectors(G)
-    assert np.isclose(lm.subspace_cosine(G, V[:, 0], 1), 1.0)
-    r, m = lm.relative_memory(G, V[:, 0])
+    V, S = lstm_memory.right_singular_vectors(G)
+    assert np.isclose(lstm_memory.subspace_cosine(G, V[:, 0], 1), 1.0)
+    r, m = lstm_memory.relative_memory(G, V[:, 0])
     assert np.isclose(m, 1.0) and np.isclose(r, S[0])
-    np.testing.assert_allclose(S, lm.singular_values(G))
+    np.testing.assert_allclose(S, lstm_memory.singular_values(G))
 
 
 @given(matrices)
@@ -142,27 +142,27 @@ def test_measures_are_bounded_and_cosine_grows_with_n(args):
     G = rng.normal(size=(H, E))
     d = rng.normal(size=E)
     d /= np.linalg.norm(d)
-    r, m = lm.relative_memory(G, d)
+    r, m = lstm_memory.relative_memory(G, d)
     assert 0.0 <= m <= 1.0 + 1e-12 and np.isclose(r, np.linalg.norm(G @ d))
     rank = min(H, E)
-    cosines = [lm.subspace_cosine(G, d, n) for n in range(1, rank + 1)]
+    cosines = [lstm_memory.subspace_cosine(G, d, n) for n in range(1, rank + 1)]
     assert all(0.0 <= c <= 1.0 + 1e-12 for c in cosines)
     assert all(b >= a - 1e-12 for a, b in zip(cosines, cosines[1:]))
     if rank == E:                    # H_rank is the whole embedding space
         assert np.isclose(cosines[-1], 1.0)
     with pytest.raises(ValueError):
-        lm.subspace_cosine(G, d, rank + 1)
+        lstm_memory.subspace_cosine(G, d, rank + 1)
 
 
 def test_property_vector_is_the_unit_difference_of_class_means():
     emb = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
-    d, length = lm.property_vector(emb, [0, 1], [2, 3])               # (2, 0) - (0, 3)
+    d, length = lstm_memory.property_vector(emb, [0, 1], [2, 3])               # (2, 0) - (0, 3)
     np.testing.assert_allclose(d, np.array([2.0, -3.0]) / np.sqrt(13))
     assert np.isclose(length, np.sqrt(13))
     with pytest.raises(ValueError):
-        lm.property_vector(emb, [], [1])
+        lstm_memory.property_vector(emb, [], [1])
     with pytest.raises(ValueError, match="same mean"):
-        lm.property_vector(emb, [0, 1], [1, 0])
+        lstm_memory.property_vector(emb, [0, 1], [1, 0])
 
 
 @given(matrices)
@@ -171,16 +171,16 @@ def test_whitening_leaves_the_map_from_embeddings_to_state_unchanged(args):
     rng = np.random.default_rng(seed)
     emb = rng.normal(size=(50, E)) @ rng.normal(size=(E, E))         # correlated embeddings
     G = rng.normal(size=(H, E))
-    D = lm.whitening(emb)
+    D = lstm_memory.whitening(emb)
     white = np.linalg.solve(D, (emb - emb.mean(0)).T).T               # D^-1 e
     np.testing.assert_allclose(np.cov(white.T), np.eye(E), atol=1e-8)
-    np.testing.assert_allclose(lm.whiten_gradient(G, D) @ np.linalg.solve(D, emb.T), G @ emb.T,
+    np.testing.assert_allclose(lstm_memory.whiten_gradient(G, D) @ np.linalg.solve(D, emb.T), G @ emb.T,
                                atol=1e-8)
     # the whitened difference is the difference of the whitened class means
     a, b = [0, 1, 2], [3, 4]
-    d, length = lm.property_vector(emb, a, b)
-    d_white, length_white = lm.property_vector(white, a, b)
-    np.testing.assert_allclose(lm.whiten_vector(length * d, D), length_white * d_white, atol=1e-8)
+    d, length = lstm_memory.property_vector(emb, a, b)
+    d_white, length_white = lstm_memory.property_vector(white, a, b)
+    np.testing.assert_allclose(lstm_memory.whiten_vector(length * d, D), length_white * d_white, atol=1e-8)
 
 
 def test_the_demo_prints_forward_mode_next_to_finite_differences():
@@ -188,31 +188,31 @@ def test_the_demo_prints_forward_mode_next_to_finite_differences():
     import re
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, lm.__file__], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, lstm_memory.__file__], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(re.search(r"largest difference: (\S+)", out.stdout).group(1)) < 1e-8
     assert "sigma_1" in out.stdout
 
 
-@pytest.mark.skipif(not lm.gpu_available(), reason="needs CuPy and a CUDA device")
+@pytest.mark.skipif(not lstm_memory.gpu_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_backend_matches_numpy():
     import cupy
     rng = np.random.default_rng(7)
-    params = lm.init_params(13, 4, 6, seed=7, scale=0.5, dtype=np.float64)
+    params = lstm_memory.init_params(13, 4, 6, seed=7, scale=0.5, dtype=np.float64)
     params["b"] += rng.normal(0, 0.5, 24)
     streams = rng.integers(0, 13, (3, 12))
     labels = {"tag": rng.integers(-1, 2, (3, 12))}
     on_gpu = {k: cupy.asarray(v) for k, v in params.items()}
-    cpu = lm.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=4)
-    gpu = lm.sweep_state_gradients(on_gpu, streams, labels, {"tag": ["a", "b"]}, K=4)
+    cpu = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=4)
+    gpu = lstm_memory.sweep_state_gradients(on_gpu, streams, labels, {"tag": ["a", "b"]}, K=4)
     for state in "ch":
         np.testing.assert_allclose(gpu.mean("tag", state), cpu.mean("tag", state), rtol=1e-6)
     h0 = rng.normal(size=(3, 6))
     inputs, targets = streams[:, :5], streams[:, 1:6]
-    loss, grads, _ = lm.lm_loss_and_grads(params, inputs, targets, h0, h0)
-    loss_gpu, grads_gpu, _ = lm.lm_loss_and_grads(on_gpu, cupy.asarray(inputs),
+    loss, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, h0)
+    loss_gpu, grads_gpu, _ = lstm_memory.lm_loss_and_grads(on_gpu, cupy.asarray(inputs),
                                                   cupy.asarray(targets), cupy.asarray(h0),
                                                   cupy.asarray(h0))
     assert np.isclose(loss, loss_gpu)
     for name in grads:
-        np.testing.assert_allclose(lm.to_numpy(grads_gpu[name]), grads[name], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(lstm_memory.to_numpy(grads_gpu[name]), grads[name], rtol=1e-6, atol=1e-9)

@@ -15,7 +15,7 @@ import pytest
 import checkpointing
 import corpus
 import languages
-import lstm_memory as lm
+import lstm_memory
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def run(tmp_path, small_lm_args):
-    """run(*options, name="lm.npz") -> (exit status, --out): train.main on the small LM."""
-    def run(*extra, name="lm.npz"):
+    """run(*options, name="lstm_memory.npz") -> (exit status, --out): train.main on the small LM."""
+    def run(*extra, name="lstm_memory.npz"):
         out = str(tmp_path / name)
         return train.main([*small_lm_args, "--out", out, *extra]), out
     return run
@@ -100,13 +100,13 @@ def test_cbow_model_keeps_its_embeddings_frozen(run, tmp_path):
     code, out = run("--epochs", "1", "--embeddings", "cbow")
     assert code == 0
     params, _, meta, _ = checkpointing.load_checkpoint(out)
-    cbow = np.load(str(tmp_path / "lm.cbow.npy"))
+    cbow = np.load(str(tmp_path / "lstm_memory.cbow.npy"))
     np.testing.assert_array_equal(params["embedding"], cbow.astype(np.float32))
     assert meta["train"]["cbow"]["loss_per_epoch"][-1] < meta["train"]["cbow"]["loss_per_epoch"][0]
 
 
 def test_checkpoint_round_trip(tmp_path):
-    params = lm.init_params(5, 2, 3, seed=1)
+    params = lstm_memory.init_params(5, 2, 3, seed=1)
     path = str(tmp_path / "c.npz")
     checkpointing.save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
     loaded, vocab, meta, extra = checkpointing.load_checkpoint(path)
@@ -141,7 +141,7 @@ def test_resume_equals_an_uninterrupted_run(run):
 def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch):
     _, straight = run("--epochs", "1", name="straight.npz")
     calls = {"n": 0}
-    original = lm.lm_loss_and_grads
+    original = lstm_memory.lm_loss_and_grads
 
     def interrupting(*args, **kwargs):
         calls["n"] += 1
@@ -149,9 +149,9 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch)
             os.kill(os.getpid(), signal.SIGINT)                        # as if the user pressed Ctrl-C
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(lm, "lm_loss_and_grads", interrupting)
+    monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", interrupting)
     code, out = run("--epochs", "1", name="ctrlc.npz")
-    monkeypatch.setattr(lm, "lm_loss_and_grads", original)
+    monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", original)
     assert code == 130 and os.path.exists(train.last_path(out))
     resume = f"python train.py --resume --out {out}"
     assert last_line(capsys.readouterr().err) == f"stopped; resume with: {resume}"
@@ -162,14 +162,14 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, capsys, monkeypatch):
-    original, calls = lm.lm_loss_and_grads, {"n": 0}
+    original, calls = lstm_memory.lm_loss_and_grads, {"n": 0}
 
     def diverging(*args, **kwargs):               # window 7 "diverges"
         calls["n"] += 1
         loss, grads, state = original(*args, **kwargs)
         return (float("nan") if calls["n"] == 7 else loss), grads, state
 
-    monkeypatch.setattr(lm, "lm_loss_and_grads", diverging)
+    monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", diverging)
     code, out = run("--epochs", "1", "--save-every", "5")
     assert code == 1
     message = last_line(capsys.readouterr().err)
@@ -322,7 +322,7 @@ def test_an_out_that_is_a_folder_or_not_writable_is_refused_first(run, tmp_path,
     code, _ = run(name="")                                             # --out tmp_path/: a folder
     assert code == 1 and "is a folder" in last_line(capsys.readouterr().err)
     (tmp_path / "plain-file").write_text("not a folder")
-    code, out = run(name="plain-file/lm.npz")
+    code, out = run(name="plain-file/lstm_memory.npz")
     message = last_line(capsys.readouterr().err)
     assert code == 1 and message.startswith(f"error: --out {out} cannot be written")
 
@@ -333,14 +333,14 @@ def test_an_out_in_a_read_only_folder_is_refused(run, tmp_path, capsys):
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        code, _ = run(name="read-only/lm.npz")
+        code, _ = run(name="read-only/lstm_memory.npz")
     finally:
         folder.chmod(0o755)
     assert code == 1 and "cannot be written" in last_line(capsys.readouterr().err)
 
 
 def test_the_out_folder_is_created(run, tmp_path):
-    code, out = run("--stop-after", "2", name="new/folder/lm.npz")
+    code, out = run("--stop-after", "2", name="new/folder/lstm_memory.npz")
     assert code == 0 and os.path.isfile(train.last_path(out))
 
 
@@ -396,7 +396,7 @@ def test_resume_accepts_options_with_the_checkpoints_values_and_more_epochs(run,
 
 
 def test_a_real_ctrl_c_saves_exits_130_and_the_run_resumes(run, small_lm_args, tmp_path):
-    out = str(tmp_path / "lm.npz")
+    out = str(tmp_path / "lstm_memory.npz")
     child = subprocess.Popen([sys.executable, "train.py", *small_lm_args, "--out", out,
                               "--epochs", "30", "--save-every", "20"], cwd=ROOT, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -465,7 +465,7 @@ def test_a_first_save_that_fails_says_nothing_was_saved(run, capsys, monkeypatch
 
 
 def test_an_out_folder_removed_mid_run_ends_in_one_sentence(run, tmp_path, capsys, monkeypatch):
-    original, calls = lm.lm_loss_and_grads, {"n": 0}
+    original, calls = lstm_memory.lm_loss_and_grads, {"n": 0}
 
     def removing(*args, **kwargs):
         calls["n"] += 1
@@ -473,21 +473,21 @@ def test_an_out_folder_removed_mid_run_ends_in_one_sentence(run, tmp_path, capsy
             shutil.rmtree(tmp_path / "runs")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(lm, "lm_loss_and_grads", removing)
-    code, out = run("--epochs", "1", "--save-every", "5", name="runs/lm.npz")
+    monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", removing)
+    code, out = run("--epochs", "1", "--save-every", "5", name="runs/lstm_memory.npz")
     message = last_line(capsys.readouterr().err)
     assert code == 1 and message.startswith(f"error: could not write {train.last_path(out)}")
     assert "no resumable state is left" in message
 
 
 def test_a_non_finite_loss_before_any_save_names_no_missing_file(run, capsys, monkeypatch):
-    original = lm.lm_loss_and_grads
+    original = lstm_memory.lm_loss_and_grads
 
     def diverging(*args, **kwargs):
         loss, grads, state = original(*args, **kwargs)
         return float("inf"), grads, state
 
-    monkeypatch.setattr(lm, "lm_loss_and_grads", diverging)
+    monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", diverging)
     code, out = run("--epochs", "1")
     message = last_line(capsys.readouterr().err)
     assert code == 1 and "window 0: training stopped; no resumable state was saved yet" in message
@@ -495,8 +495,8 @@ def test_a_non_finite_loss_before_any_save_names_no_missing_file(run, capsys, mo
 
 
 def test_stale_temporary_files_of_this_out_are_removed_at_the_start(run, tmp_path):
-    stale = [tmp_path / ".tmp-lm.npz-a1b2.npz", tmp_path / ".tmp-lm.last.npz-c3d4.npz"]
-    others = [tmp_path / ".tmp-other.npz-e5f6.npz", tmp_path / ".tmp-lm.npz-g7h8.txt",
+    stale = [tmp_path / ".tmp-lstm_memory.npz-a1b2.npz", tmp_path / ".tmp-lstm_memory.last.npz-c3d4.npz"]
+    others = [tmp_path / ".tmp-other.npz-e5f6.npz", tmp_path / ".tmp-lstm_memory.npz-g7h8.txt",
               tmp_path / "notes.npz"]
     for path in stale + others:
         path.write_bytes(b"half a save")
@@ -510,7 +510,7 @@ def test_checkpoints_follow_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
         path = tmp_path / "c.npz"
-        checkpointing.save_checkpoint(str(path), lm.init_params(5, 2, 3), list("abcde"), {})
+        checkpointing.save_checkpoint(str(path), lstm_memory.init_params(5, 2, 3), list("abcde"), {})
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
@@ -518,7 +518,7 @@ def test_checkpoints_follow_the_umask(tmp_path, umask, mode):
 
 def write_checkpoint(path, params=None, vocab=None, meta=None, **extra):
     """A checkpoint of a tiny LM, any part of it replaced, written with plain np.savez."""
-    arrays = {**lm.init_params(5, 2, 3, seed=1), **(params or {})}
+    arrays = {**lstm_memory.init_params(5, 2, 3, seed=1), **(params or {})}
     meta = {"format": train.FORMAT, "settings": {}, "train": {}} if meta is None else meta
     np.savez(path, **arrays, vocab=np.asarray(list("abcde") if vocab is None else vocab),
              meta=np.asarray(meta if isinstance(meta, np.ndarray) else json.dumps(meta)), **extra)
@@ -588,7 +588,7 @@ def test_resume_refuses_a_broken_state_with_one_sentence(run, stopped, edit, sen
     (["--lr", "0"], 2, "argument --lr: must be a number > 0"),
     (["--out", "."], 1, "error: --out . is a folder"),
     (["--resume", "--out", "{tmp}/none.npz"], 1, "none.last.npz does not exist"),
-    (["--batch-size", "40", "--num-steps", "50", "--out", "{tmp}/lm.npz"], 1,
+    (["--batch-size", "40", "--num-steps", "50", "--out", "{tmp}/lstm_memory.npz"], 1,
      "the valid split of generated has 1694 tokens"),
 ])
 def test_the_command_line_fails_with_a_status_and_one_line(small_lm_args, tmp_path, options,
