@@ -244,6 +244,8 @@ def frequency_bins(vocab, edges):
 
 def writable_directory(path, what):
     """Create ``path`` and prove it writable with a probe file, before any long work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AnalysisError(f"{what} {path} is a file, not a folder: give a folder's name")
     try:
         checkpointing.probe_folder(path)
     except OSError as error:
