@@ -9,17 +9,18 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
 
   figure1.png/.pdf   sigma_1 and sum of singular values of Gbar_tau against delay tau (paper Fig. 1)
   table1.md/.csv     sigma_1 at tau = 0 per part of speech, normalised in brackets (Table 1)
-  table1_bands.md    Table 1 within frequency-rank bands of the vocabulary
+  table1_bands.md/.csv  Table 1 within frequency-rank bands of the vocabulary
   table2.md/.csv     accuracy of logistic regression predicting POS classes from embeddings (Table 2)
   figure2.png/.pdf   relative memory m and cos(d, H_n) for each property, e.g. sg-pl (Figure 2)
   response.png/.pdf  |Gbar_tau (mean_a - mean_b)| for each property: Figure 2 before normalising d
   frequency.png/.pdf sigma_1 against delay for words of a few frequency bins
+  validation.png/.pdf validation perplexity per epoch of each LM's training
   results.json       every number behind them
 
 A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
 normalisation). The sweeps' sums are saved first (in a folder 'sweeps' beside each checkpoint, or
---sweep-cache): a rerun with the same checkpoints and text reuses them, so --whiten or another
---property costs seconds. Exit status: 0 done,
+--sweep-cache): a rerun with the same checkpoints, text, classes and K reuses them, so --whiten,
+--state or another --property (without --average class) sweeps nothing again. Exit status: 0 done,
 1 error, 2 usage, 130 interrupted.
 """
 from __future__ import annotations
@@ -154,13 +155,8 @@ def load_model(path, corpus_cache) -> Model:
     """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
     the Corpus, so that LMs of one corpus share one reading of it."""
     params, vocab, meta, _ = checkpointing.load_checkpoint(path, required=("settings",))
-    settings = meta["settings"]
-    missing = [k for k in ("corpus", "vocab_size", "max_train_tokens", "seed", "embeddings")
-               if k not in settings]
-    if missing:
-        raise CheckpointError(f"{path} lacks the training setting {missing[0]}: was it written "
-                              "by train.py?")
-    corpus_settings = corpus.corpus_settings(settings)
+    check_model_meta(path, meta)
+    corpus_settings = corpus.corpus_settings(meta["settings"])
     key = json.dumps(corpus_settings, sort_keys=True)
     if key not in corpus_cache:
         corpus_cache[key] = corpus.load_corpus(**corpus_settings)
@@ -168,6 +164,26 @@ def load_model(path, corpus_cache) -> Model:
     checkpointing.check_vocab(path, vocab, data.vocab)
     name = os.path.splitext(os.path.basename(path))[0]
     return Model(name, path, params, meta, data, key)
+
+
+SETTING_TYPES = {"corpus": str, "vocab_size": int, "max_train_tokens": (int, type(None)),
+                 "seed": int, "embeddings": str}     # the settings analyze.py reads, and their types
+
+
+def check_model_meta(path, meta):
+    """Refuse, in one sentence, metadata whose settings or training history analyze.py cannot use."""
+    settings, train = meta["settings"], meta.get("train", {})
+    for key, kinds in SETTING_TYPES.items():
+        if not isinstance(settings.get(key), kinds) or isinstance(settings.get(key), bool):
+            raise CheckpointError(f"{path} lacks a usable training setting {key} "
+                                  f"({settings.get(key)!r:.40}): was it written by train.py?")
+    history = train.get("history", []) if isinstance(train, dict) else None
+    usable = isinstance(history, list) and all(
+        isinstance(entry, dict) and all(isinstance(entry.get(k), (int, float))
+                                        for k in ("epoch", "valid_ppl")) for entry in history)
+    if not usable:
+        raise CheckpointError(f"{path} has a training state analyze.py cannot read: was it written "
+                              "by train.py?")
 
 
 def load_scheme(args, data):

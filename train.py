@@ -689,7 +689,7 @@ def cbow_embeddings(settings, data, xp):
               f"[vector norms in brackets]", file=sys.stderr)
     path = os.path.splitext(settings.out)[0] + ".cbow.npy"
     try:
-        np.save(path, lstm_memory.to_numpy(W_in))
+        checkpointing.atomic_write(path, lambda handle: np.save(handle, lstm_memory.to_numpy(W_in)))
     except OSError as error:
         raise TrainingError(f"could not write {path} ({error.strerror or error}): free disk "
                             "space and start again") from None

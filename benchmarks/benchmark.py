@@ -3,7 +3,7 @@
     python benchmarks/benchmark.py                   # both, on the default device
     python benchmarks/benchmark.py --what analysis --device cpu --max-delay 30
 
-train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 50 x 20 window
+train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 20 x 50 window (B x T)
 analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, and analyze.py's
           classes of its 0..K sweep (all positions and 4 frequency bins; --classes C for C bins);
           peak memory of the sweep's arrays

@@ -315,3 +315,19 @@ def test_reserved_property_names_are_refused(checkpoints, tmp_path, capsys, name
     classes.write_text(f"pos nouns = NN NNS\nclass sg = NN\nclass pl = NNS\nproperty {name} = sg pl\n")
     assert analyse(checkpoints[:1], tmp_path, "--classes", str(classes)) == 1
     assert "reserved" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, sentence", [
+    (lambda meta: meta["settings"].update(vocab_size="10000"), "usable training setting vocab_size"),
+    (lambda meta: meta["settings"].pop("embeddings"), "usable training setting embeddings"),
+    (lambda meta: meta.update(train=[]), "training state analyze.py cannot read"),
+    (lambda meta: meta["train"]["history"].append({"epoch": 9}), "training state analyze.py cannot read"),
+])
+def test_foreign_metadata_is_refused_before_the_sweeps(checkpoints, tmp_path, capsys, edit, sentence):
+    params, vocab, meta, extra = checkpointing.load_checkpoint(checkpoints[0])
+    edit(meta)
+    foreign = str(tmp_path / "foreign.npz")
+    checkpointing.save_checkpoint(foreign, params, vocab, meta, extra)
+    assert analyse([foreign], tmp_path) == 1
+    err = capsys.readouterr().err
+    assert sentence in err and "Traceback" not in err
