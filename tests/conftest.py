@@ -40,7 +40,10 @@ def random_lstm(seed, B, E, H):
     return rng, W_x, W_h, b, h0, c0
 
 
-SMALL_LM_ARGS = ["--device", "cpu", "--corpus", "generated", "--embedding-size", "8", "--hidden-size",
+# the device of the end-to-end tests (train.py, analyze.py): LSTM_MEMORY_TEST_DEVICE=gpu runs them
+# on CuPy where a GPU is; the unit tests compare NumPy with finite differences wherever they run
+DEVICE = os.environ.get("LSTM_MEMORY_TEST_DEVICE", "cpu")
+SMALL_LM_ARGS = ["--device", DEVICE, "--corpus", "generated", "--embedding-size", "8", "--hidden-size",
                  "16", "--batch-size", "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1"]
 
 

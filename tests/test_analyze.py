@@ -12,7 +12,7 @@ import checkpointing
 import corpus
 import lstm_memory
 import train
-from conftest import SMALL_LM_ARGS
+from conftest import DEVICE, SMALL_LM_ARGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +31,7 @@ def checkpoints(tmp_path_factory):
 
 
 def analyse(checkpoints, out_dir, *extra):
-    return analyze.main(["--device", "cpu", "--checkpoints", *checkpoints, "--out-dir", str(out_dir),
+    return analyze.main(["--device", DEVICE, "--checkpoints", *checkpoints, "--out-dir", str(out_dir),
                          "--sweep-cache", str(out_dir / "sweeps"), "--max-delay", "6", "--no-progress",
                          "--classifier-seeds", "1", *extra])
 
@@ -261,7 +261,7 @@ def test_odd_checkpoint_names_and_the_command_line(checkpoints, tmp_path):
     odd = tmp_path / "$x_1$.npz"
     odd.write_bytes(open(checkpoints[0], "rb").read())
     assert analyse([str(odd)], tmp_path, "--no-table2") == 0              # not read as mathtext
-    assert analyze.main(["--device", "cpu", "--checkpoints", str(odd), "--out-dir", str(tmp_path / "o"),
+    assert analyze.main(["--device", DEVICE, "--checkpoints", str(odd), "--out-dir", str(tmp_path / "o"),
                          "--max-delay", "2", "--no-table2", "--no-progress"]) == 0
     assert len(list((tmp_path / "sweeps").glob("$x_1$-K2-*.npz"))) == 1    # beside the checkpoint
     missing = subprocess.run([sys.executable, "analyze.py", "--checkpoints", str(tmp_path / "no.npz"),

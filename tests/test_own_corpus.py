@@ -10,7 +10,7 @@ import corpus
 import languages
 import own_text
 import train
-from conftest import SMALL_LM_ARGS
+from conftest import DEVICE, SMALL_LM_ARGS
 
 UPOS = {  # the generated language's Brown tags -> (UPOS, FEATS)
     "AT": ("DET", "_"), "NN": ("NOUN", "Number=Sing"), "NNS": ("NOUN", "Number=Plur"),
@@ -176,7 +176,7 @@ def conllu_lm(conllu_dir, tmp_path_factory):
 
 
 def analyse(checkpoint, out_dir, *extra):
-    return analyze.main(["--device", "cpu", "--checkpoints", checkpoint, "--out-dir", str(out_dir),
+    return analyze.main(["--device", DEVICE, "--checkpoints", checkpoint, "--out-dir", str(out_dir),
                          "--max-delay", "4", "--no-progress", *extra])
 
 

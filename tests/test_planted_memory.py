@@ -15,9 +15,10 @@ import pytest
 import analyze
 import languages
 import train
+from conftest import DEVICE
 
 D, K = 6, 12
-SMALL = ["--device", "cpu", "--corpus", "synthetic", "--max-distance", str(D), "--embedding-size", "16",
+SMALL = ["--device", DEVICE, "--corpus", "synthetic", "--max-distance", str(D), "--embedding-size", "16",
          "--hidden-size", "32", "--epochs", "6", "--decay-after", "4", "--dropout", "0", "--batch-size", "8",
          "--num-steps", "20", "--seed", "1", "--no-progress"]
 
@@ -48,7 +49,7 @@ def memory_curves(tmp_path, *extra):
     and the LM's validation perplexity."""
     path, out = str(tmp_path / "lstm_memory.npz"), tmp_path / "results"
     assert train.main([*SMALL, *extra, "--out", path]) == 0
-    assert analyze.main(["--device", "cpu", "--checkpoints", path, "--out-dir", str(out), "--max-delay", str(K),
+    assert analyze.main(["--device", DEVICE, "--checkpoints", path, "--out-dir", str(out), "--max-delay", str(K),
                          "--no-progress", "--average", "class"]) == 0
     model = json.loads((out / "results.json").read_text())["models"][0]
     curves = model["figure2_class"]["c"]

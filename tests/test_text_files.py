@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import corpus
 import own_text
 import train
+from conftest import DEVICE
 
 CONLLU = ["# sent_id = 1", "1\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_",
           "2\tcats\tcat\tNOUN\tNNS\tNumber=Plur\t0\tdep\t_\t_", "",
@@ -66,7 +67,7 @@ def test_binary_files_are_refused_in_one_sentence(tmp_path, content, where):
 
 def test_a_binary_corpus_stops_train_with_one_line(tmp_path, capsys):
     (tmp_path / "model.conllu").write_bytes(bytes(range(256)))
-    assert train.main(["--device", "cpu", "--corpus", str(tmp_path / "model.conllu"), "--no-progress",
+    assert train.main(["--device", DEVICE, "--corpus", str(tmp_path / "model.conllu"), "--no-progress",
                        "--out", str(tmp_path / "x.npz")]) == 1
     err = capsys.readouterr().err
     assert "model.conllu is a binary file, not UTF-8 text" in err and "Traceback" not in err
