@@ -504,11 +504,11 @@ def table2_tasks(scheme, properties):
 def task_dataset(classes, task_spec, min_words=10):
     """(word ids, labels) for one row of Table 2 (word types labelled by their majority tag).
 
-    "all" keeps the tags that are the majority tag of at least ``min_words`` words.
+    "all" and "nouns" keep the tags that are the majority tag of at least ``min_words`` words.
     """
     key, keep = task_spec
     labels = classes[key]
-    if keep is None and key == "tags":
+    if keep is None and key in ("tags", "noun_tags"):
         counts = collections.Counter(t for t in labels if t is not None)
         keep = {t for t, n in counts.items() if n >= min_words}
     ids = [i for i, label in enumerate(labels) if label is not None and (keep is None or label in keep)]

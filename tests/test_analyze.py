@@ -110,6 +110,8 @@ def test_table2_word_classes_follow_majority_tags():
     assert dict(zip(ids, labels))[index["sees"]] == "verbs"
     ids, labels = analyze.task_dataset(classes, tasks["all"], min_words=5)
     assert set(labels) == {"NN", "NNS", "NP", "JJ", "VBZ", "VBP"}      # tags of >= 5 word types
+    ids, labels = analyze.task_dataset(classes, tasks["nouns"], min_words=7)
+    assert set(labels) == {"NN", "NNS"}                 # NP: 6 word types, too few for the row
 
 
 def test_whitened_analysis_runs(checkpoints, tmp_path):
