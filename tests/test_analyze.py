@@ -304,8 +304,8 @@ def test_another_stream_layout_sweeps_again(checkpoints, tmp_path, capsys):
     assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
                    "--batch-size", "20") == 0
     assert "reusing" not in capsys.readouterr().err
-    broken = next((tmp_path / "sweeps").glob("joint-K6-*.npz"))
-    broken.write_bytes(b"not a zip file")
+    for broken in (tmp_path / "sweeps").glob("joint-K6-*.npz"):     # both layouts' 0..K sweeps
+        broken.write_bytes(b"not a zip file")
     assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
                    "--batch-size", "20") == 0
     assert "is unreadable: sweeping again" in capsys.readouterr().err
