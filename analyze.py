@@ -807,21 +807,23 @@ def write_tables(results, rows_of_table2, scheme, states, out):
                      for task, row in rows_of_table2.items()])
 
 
-def write_outputs(models, results, rows_of_table2, scheme, args, timing):
-    """Every figure, table and results.json into --out-dir."""
+def write_outputs(models, results, rows_of_table2, scheme, args, timing, figures=True):
+    """The figures (unless ``figures`` is False), the tables and results.json into --out-dir."""
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
     states = STATES[args.state]
-    plot_validation(models, out("validation"))
-    plot_figure1(results, states, out("figure1"))
-    plot_figure2(results, states, args.top_n, args.average, out("figure2"))
-    plot_response(results, states, args.average, out("response"))
-    plot_frequency(results, states, out("frequency"))
+    if figures:
+        plot_validation(models, out("validation"))
+        plot_figure1(results, states, out("figure1"))
+        plot_figure2(results, states, args.top_n, args.average, out("figure2"))
+        plot_response(results, states, args.average, out("response"))
+        plot_frequency(results, states, out("frequency"))
     write_tables(results, rows_of_table2, scheme, states, out)
     report = {"settings": vars(args), "classes": scheme.source,
               "models": [dataclasses.asdict(result) for result in results], "table2": rows_of_table2,
               "timing": timing}
     checkpointing.atomic_write(out("results.json"),
-                 lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False), "w")
+                               lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False),
+                               "w")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -885,7 +887,8 @@ def main(argv=None) -> int:
                       f"({text.streams.size / seconds:.0f}/s)", file=sys.stderr)
         write_outputs(models, results, {}, scheme, args, timing)   # all but Table 2, first
         if datasets:
-            write_outputs(models, results, table2(models, datasets, args), scheme, args, timing)
+            write_outputs(models, results, table2(models, datasets, args), scheme, args, timing,
+                          figures=False)                           # then Table 2 beside them
     except (CheckpointError, corpus.CorpusError, AnalysisError, RuntimeError, ValueError,
             np.linalg.LinAlgError) as error:
         print(f"error: {error}", file=sys.stderr)
