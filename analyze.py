@@ -208,14 +208,17 @@ def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
     ``min_count`` times there are in no class.
 
     Returns {"tags", "noun_tags", "pos", and one key per property}: one list over the vocabulary
-    each (a tag or class name, or None). A word that fits both sides of a property is in the first.
+    each (a tag or class name, or None); "noun_tags" is a noun's tag read as one of the paper's
+    four (corpus.PTB_NOUN_TAG), for Table 2's "nouns" row. A word that fits both sides of a
+    property is in the first.
     """
     analyses = corpus.majority_analyses(data, "train", min_count=min_count)
     names = list(scheme.pos)
     index = [-1 if a is None else scheme.pos_index(*a) for a in analyses]
     pos = [names[i] if i >= 0 else None for i in index]
     classes = {"tags": [None if a is None else a[0] for a in analyses], "pos": pos,
-               "noun_tags": [a[0] if p == "nouns" else None for a, p in zip(analyses, pos)]}
+               "noun_tags": [corpus.PTB_NOUN_TAG.get(a[0], a[0]) if p == "nouns" else None
+                             for a, p in zip(analyses, pos)]}
     for prop, sides in scheme.properties.items():
         classes[prop] = [None if a is None else next((c.name for c in sides if c.matches(*a)), None)
                          for a in analyses]

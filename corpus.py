@@ -128,6 +128,11 @@ property sg-pl = sg pl
 property distractor = group-A group-B
 """,
 }
+# Table 2's "nouns" row classifies nouns by the paper's four Penn Treebank tags. Brown's other noun
+# tags read as the PTB tag of the same number and (as the brown scheme's classes have it) type:
+# possessives as their base tag, NR/NRS (home, Sunday) and PN (anyone) as common nouns.
+PTB_NOUN_TAG = {"NN$": "NN", "NR": "NN", "NR$": "NN", "PN": "NN", "PN$": "NN", "NNS$": "NNS",
+                "NRS": "NNS", "NP": "NNP", "NP$": "NNP", "NPS": "NNPS", "NPS$": "NNPS"}
 SCHEME_OF_CORPUS = {"brown": "brown", "generated": "brown", "treebank": "treebank",
                     "synthetic": "synthetic"}
 

@@ -112,6 +112,8 @@ def test_table2_word_classes_follow_majority_tags():
     assert set(labels) == {"NN", "NNS", "NP", "JJ", "VBZ", "VBP"}      # tags of >= 5 word types
     ids, labels = analyze.task_dataset(classes, tasks["nouns"], min_words=7)
     assert set(labels) == {"NN", "NNS"}                 # NP: 6 word types, too few for the row
+    ids, labels = analyze.task_dataset(classes, tasks["nouns"], min_words=5)
+    assert set(labels) == {"NN", "NNS", "NNP"}          # the paper's PTB noun tags: NP is NNP
 
 
 def test_whitened_analysis_runs(checkpoints, tmp_path):

@@ -70,6 +70,18 @@ def test_brown_noun_properties(tag, sides):
     assert {name for name in ("sg", "pl", "common", "proper") if scheme.classes[name].matches(tag)} == sides
 
 
+PTB_NOUN_OF_SIDES = {("sg", "common"): "NN", ("pl", "common"): "NNS", ("sg", "proper"): "NNP",
+                     ("pl", "proper"): "NNPS"}
+
+
+@pytest.mark.parametrize("tag", [t for t, c in BROWN_AS_PTB.items() if c == "nouns"])
+def test_table2_reads_each_brown_noun_tag_as_the_ptb_tag_of_its_number_and_type(tag):
+    scheme = corpus.builtin_scheme("brown")
+    sides = tuple(next(c.name for c in scheme.properties[p] if c.matches(tag))
+                  for p in ("sg-pl", "common-proper"))
+    assert corpus.PTB_NOUN_TAG.get(tag, tag) == PTB_NOUN_OF_SIDES[sides]
+
+
 @pytest.mark.parametrize("tag,corpus_name,expected", [
     ("PRP", "treebank", "pronouns"), ("PRP$", "treebank", "pronouns"), ("NNPS", "treebank", "nouns"),
     ("VBZ", "treebank", "verbs"), ("MD", "treebank", None), ("RBS", "treebank", "adverbs"),
