@@ -344,65 +344,77 @@ def fold_gates(cache, W):
     """Fold the four gate blocks of ``W`` into the two matrices the tangent recurrence needs.
 
     With dz = W v (v a tangent of the step's input: x_t for W = W_x, h_{t-1} for W = W_h),
-        dc_t = f dc_{t-1} + A_c v,   A_c = diag(s'(z_i) g) W_i + diag(s'(z_f) c_{t-1}) W_f
+        dc_t = M_c v + f dc_{t-1},    M_c = diag(s'(z_i) g) W_i + diag(s'(z_f) c_{t-1}) W_f
                                             + diag(i (1 - g^2)) W_g
-        dh_t = A_o v + diag(o (1 - tanh^2 c_t)) dc_t,   A_o = diag(s'(z_o) tanh c_t) W_o
+        dh_t = diag(s'(z_o) tanh c_t) W_o v + q dc_t,   q = o (1 - tanh^2 c_t)
+             = M_h v + q f dc_{t-1},  M_h = diag(s'(z_o) tanh c_t) W_o + diag(q) M_c
     (s' = sigmoid', s'(z) = s (1 - s)). Folding first halves the work of the big product:
-    (2H x H) per stream instead of W_h's (4H x H).
+    two (H x H) blocks per stream instead of W_h's four.
 
     Args:
         cache: from ``lstm_step_forward`` (B streams).   W: (4H, D) with D = E or H.
     Returns:
-        A: (B, 2H, D) = [A_c; A_o] stacked, and dh_dc = o (1 - tanh^2 c_t): (B, H).
+        M_c, M_h: (B, H, D) each, and the decays of dc_{t-1} into dc_t and dh_t: f, q f (B, H).
     """
     xp = get_array_module(W)
     i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
-    H = i.shape[1]
-    W_i, W_f, W_g, W_o = (W[None, n * H:(n + 1) * H] for n in range(4))       # (1, H, D) each
-    A_c = ((i * (1 - i) * g)[:, :, None] * W_i
-           + (f * (1 - f) * cache["c_prev"])[:, :, None] * W_f
-           + (i * (1 - g ** 2))[:, :, None] * W_g)                             # (B, H, D)
-    A_o = (o * (1 - o) * tanh_c)[:, :, None] * W_o                             # (B, H, D)
-    return xp.concatenate([A_c, A_o], axis=1), o * (1 - tanh_c ** 2)
+    B, H = i.shape
+    q = o * (1 - tanh_c ** 2)                                                  # (B, H)
+    # row h of M_c (of M_h) mixes row h of the gate blocks W_i, W_f, W_g, W_o with these weights:
+    mix_c = xp.stack([i * (1 - i) * g, f * (1 - f) * cache["c_prev"], i * (1 - g ** 2),
+                      xp.zeros_like(i)], axis=-1)                              # (B, H, 4)
+    mix_h = q[:, :, None] * mix_c
+    mix_h[:, :, 3] = o * (1 - o) * tanh_c
+    gate_rows = W.reshape(4, H, -1).transpose(1, 0, 2)                         # (H, 4, D) a view
+    # one small product per unit h: (2B, 4) @ (4, D) -> (H, 2B, D)
+    M = xp.matmul(xp.concatenate([mix_c, mix_h]).transpose(1, 0, 2), gate_rows)
+    M_c, M_h = M[:, :B].transpose(1, 0, 2), M[:, B:].transpose(1, 0, 2)       # (B, H, D) views
+    return M_c, M_h, f, q * f
 
 
 def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
     """Advance the tangents of all delays by one time step (the forward-mode recurrence).
 
-    Equations, for every delay k = 0..K at once (Jc_{t-1,-1} = 0):
-        dz = W_x                      (k = 0)
-        dz = W_h Jh_{t-1,k-1}         (k >= 1)
-        Jc_{t,k} = f * Jc_{t-1,k-1} + (s'(z_i) g) dz_i + (s'(z_f) c_{t-1}) dz_f + (i (1-g^2)) dz_g
-        Jh_{t,k} = (s'(z_o) tanh c_t) dz_o + (o (1 - tanh^2 c_t)) Jc_{t,k}
+    Equations, for every delay k = 0..K at once (M_c, M_h, f, q from ``fold_gates``, of W_x for
+    k = 0 and of W_h for k >= 1):
+        Jc_{t,0} = M_c,                               Jh_{t,0} = M_h
+        Jc_{t,k} = M_c Jh_{t-1,k-1} + f Jc_{t-1,k-1},  Jh_{t,k} = M_h Jh_{t-1,k-1} + q f Jc_{t-1,k-1}
+    which is the chain rule through z_t: dz = W_x (k = 0) or W_h Jh_{t-1,k-1} (k >= 1), and
+    Jc_{t,k} = f Jc_{t-1,k-1} + (s'(z_i) g) dz_i + (s'(z_f) c_{t-1}) dz_f + (i (1-g^2)) dz_g.
 
-    The two tangents live in one array J = [Jc; Jh] stacked along the state axis, so that the
-    folded matrices [A_c; A_o] (see ``fold_gates``) produce both with one product.
+    Layout: the tangents are stored transposed, one (E, H) block per delay, so that the blocks of
+    all delays of one stream form a single (K E, H) matrix and the step is one large product per
+    stream (instead of K small ones): J[b, 0, k] = (dc_t / dx_{t-k})^T, J[b, 1, k] = (dh_t /
+    dx_{t-k})^T, and the Jacobian G_{t,k} of the paper is J[b, 0, k].T.
 
     Args:
-        J_prev: (B, K+1, 2H, E); J_prev[:, k, :H] = dc_{t-1}/dx_{t-1-k},
-            J_prev[:, k, H:] = dh_{t-1}/dx_{t-1-k}.
+        J_prev: (B, 2, K+1, E, H) the tangents at t-1 (C-contiguous).
         cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
-        out: optional (B, K+1, 2H, E) buffer to write into (not J_prev).
-        scratch: optional (B, K+1, H, E) buffer for the element-wise products (saves allocating
-            40 MB per step at the paper's size).
+        out: optional C-contiguous (B, 2, K+1, E, H) buffer to write into (not J_prev).
+        scratch: optional (B, K E, H) buffer for the decayed Jc (saves allocating 20 MB per
+            step at the paper's size).
     Returns:
-        J: (B, K+1, 2H, E); J[:, k, :H] = G_{t,k} = dc_t/dx_{t-k} and J[:, k, H:] = dh_t/dx_{t-k}.
-        The tangents of delay K at t-1 have no successor within K and are dropped.
+        J: (B, 2, K+1, E, H) at t. The tangents of delay K at t-1 have no successor within K
+        and are dropped.
     """
     xp = get_array_module(J_prev)
-    H = W_h.shape[1]
-    A_x, dh_dc = fold_gates(cache, W_x)                     # (B, 2H, E), (B, H)
-    A_h, _ = fold_gates(cache, W_h)                         # (B, 2H, H)
-    J = xp.empty_like(J_prev) if out is None else out       # (B, K+1, 2H, E)
-    J[:, 0] = A_x                                           # k = 0: dz = W_x
-    # k >= 1, the one large product: (B, 1, 2H, H) @ (B, K, H, E) -> (B, K, 2H, E)
-    xp.matmul(A_h[:, None], J_prev[:, :-1, H:], out=J[:, 1:])
-    Jc, Jh = J[:, :, :H], J[:, :, H:]                       # views (B, K+1, H, E)
-    product = xp.empty(Jc.shape, Jc.dtype) if scratch is None else scratch
-    xp.multiply(cache["f"][:, None, :, None], J_prev[:, :-1, :H], out=product[:, 1:])
-    Jc[:, 1:] += product[:, 1:]                                         # + f * Jc_{t-1,k-1}
-    xp.multiply(dh_dc[:, None, :, None], Jc, out=product)
-    Jh += product                                                       # + o (1 - tanh^2 c) * Jc_{t,k}
+    B, _, n_delays, E, H = J_prev.shape
+    J = xp.empty_like(J_prev) if out is None else out
+    if not J.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (the product writes into views of it)")
+    Mx_c, Mx_h, _, _ = fold_gates(cache, W_x)               # (B, H, E) each
+    Mh_c, Mh_h, f, qf = fold_gates(cache, W_h)              # (B, H, H) each, (B, H) each
+    J[:, 0, 0] = Mx_c.transpose(0, 2, 1)                    # k = 0: dz = W_x
+    J[:, 1, 0] = Mx_h.transpose(0, 2, 1)
+    rows = (n_delays - 1) * E                               # delays 0..K-1 at t-1 -> 1..K at t
+    source = J_prev.reshape(B, 2, n_delays * E, H)[:, :, :rows]        # (B, 2, K E, H) views
+    target = J.reshape(B, 2, n_delays * E, H)[:, :, E:]                # (B, 2, K E, H)
+    decayed = xp.empty((B, rows, H), J.dtype) if scratch is None else scratch       # (B, K E, H)
+    for state, (M, decay) in enumerate(((Mh_c, f), (Mh_h, qf))):
+        # the one large product: (B, K E, H) @ (B, H, H) -> (B, K E, H), i.e. M Jh for all k
+        xp.matmul(source[:, 1], M.transpose(0, 2, 1), out=target[:, state])
+        xp.multiply(source[:, 0], decay[:, None, :], out=decayed)    # f Jc or q f Jc
+        target[:, state] += decayed
     return J
 
 
@@ -410,9 +422,9 @@ class StateGradientSums:
     """Streaming sums and counts of G_{t,k} over all positions and per class of the word at t-k.
 
     Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
-    all labelings ([c; h] stacked on the state axis as in ``state_gradient_step``), plus two float32
-    buffers of the same size: one step's class sums, and the window that collects them before they
-    are added to the float64 sums.
+    all labelings ([c; h] stacked on the state axis), plus two float32 buffers of the same size in
+    the layout of ``state_gradient_step`` (K+1, 2, C, E, H): one step's class sums, and the window
+    that collects them before they are added to the float64 sums.
 
     Labelings are int arrays over the stream positions, -1 meaning "in no class"; one labeling
     "all" (every position in class 0) is always there, so that ``mean('all')`` is eq. (1)'s Gbar.
@@ -427,12 +439,12 @@ class StateGradientSums:
             C += len(classes)
         self.xp, self.H = xp, H
         self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)
-        self.window = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float32)
-        self.step = xp.empty((K + 1, C, 2 * H * E), dtype=np.float32)   # one step's class sums
+        self.window = xp.zeros((K + 1, 2, C, E * H), dtype=np.float32)
+        self.step = xp.empty((K + 1, 2, C, E * H), dtype=np.float32)    # one step's class sums
         self.counts = np.zeros((K + 1, C), dtype=np.int64)
 
     def add(self, J, labels_at_source):
-        """Add G_{t,k} (slot k of J: (B, K+1, 2H, E)) to the sums of each class of x_{t-k}.
+        """Add G_{t,k} (J[:, :, k] of J: (B, 2, K+1, E, H)) to the sums of each class of x_{t-k}.
 
         Equal to the naive loop (tests/test_state_gradients.py::
         test_streaming_sums_equal_brute_force_average proves it):
@@ -442,15 +454,15 @@ class StateGradientSums:
                     for k in range(K + 1):
                         if labels[b, k] >= 0:
                             C = offsets[name] + labels[b, k]
-                            sums[k, C] += J[b, k];  counts[k, C] += 1
+                            sums[k, C] += [J[b, 0, k].T; J[b, 1, k].T];  counts[k, C] += 1
 
-        done as one batched product: a one-hot (K+1, C, B) matrix of "position b is in class C
-        at delay k" times J seen as (K+1, B, 2HE).
+        done as one batched product: a one-hot (K+1, 1, C, B) matrix of "position b is in class C
+        at delay k" times J seen as (K+1, 2, B, EH).
 
         Args:
             labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
         """
-        B, n_delays = J.shape[:2]
+        B, _, n_delays = J.shape[:3]
         weights = np.zeros((n_delays, self.counts.shape[1], B), np.float32)   # (K+1, C, B) one-hot
         k_index, b_index = np.meshgrid(np.arange(n_delays), np.arange(B), indexing="ij")
         for name, offset in self.offsets.items():
@@ -458,13 +470,15 @@ class StateGradientSums:
             keep = ids >= 0
             weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
         self.counts += weights.sum(axis=2).astype(np.int64)
-        by_delay = J.transpose(1, 0, 2, 3).reshape(n_delays, B, -1)             # (K+1, B, 2HE), a view
-        self.xp.matmul(self.xp.asarray(weights), by_delay, out=self.step)  # (K+1, C, 2HE)
-        self.window += self.step.reshape(self.window.shape)
+        by_delay = J.transpose(2, 1, 0, 3, 4).reshape(n_delays, 2, B, -1)  # (K+1, 2, B, EH), a view
+        self.xp.matmul(self.xp.asarray(weights)[:, None], by_delay, out=self.step)  # (K+1, 2, C, EH)
+        self.window += self.step
 
     def flush(self):
         """Move the float32 window buffer into the float64 sums (call once per window)."""
-        self.sums += self.window
+        n_delays, C, _, E = self.sums.shape
+        sums = self.sums.reshape(n_delays, C, 2, self.H, E)                  # a view: [c; h] blocks
+        sums += self.window.reshape(n_delays, 2, C, E, self.H).transpose(0, 2, 1, 4, 3)
         self.window[...] = 0.0
 
     def merge(self, other: "StateGradientSums"):
@@ -497,7 +511,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
                           window: int = 50, progress=None, workers: int = 1):
     """Read the text with the LSTM and sum the state gradients of every delay 0..K.
 
-    The text is B parallel streams (like training); the state (h, c) and the tangents J = [Jc; Jh]
+    The text is B parallel streams (like training); the state (h, c) and the tangents J = (Jc, Jh)
     are carried from window to window, so that G_{t,k} is exact for every t >= k in a stream.
     Slots whose source position lies before the stream's start are counted in no class.
 
@@ -547,9 +561,9 @@ def _sweep_streams(params, streams, labelings, label_names, K, window, progress)
     tokens = xp.asarray(streams)
     h = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
-    J = xp.zeros((B, K + 1, 2 * H, E), dtype=W_h.dtype)      # (B, K+1, 2H, E) tangents [Jc; Jh]
+    J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents Jc, Jh
     J_next = xp.empty_like(J)                                # second buffer, swapped every step
-    scratch = xp.empty((B, K + 1, H, E), dtype=W_h.dtype)    # element-wise products
+    scratch = xp.empty((B, K * E, H), dtype=W_h.dtype)       # the decayed Jc
     delays = np.arange(K + 1)
     for t in range(N):
         h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
@@ -654,12 +668,12 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
             h, c, _ = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
         return c[0]                                                  # (H,)
 
-    J = np.zeros((1, k + 1, 2 * H, E))                               # tangents [Jc; Jh]
+    J = np.zeros((1, 2, k + 1, E, H))                                # tangents Jc, Jh (transposed)
     h = c = np.zeros((1, H))
     for t in range(T):
         h, c, cache = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
         J = state_gradient_step(J, cache, params["W_x"], params["W_h"])
-    forward_mode = J[0, k, :H]                                       # (H, E)
+    forward_mode = J[0, 0, k].T                                      # (H, E)
     finite_differences = np.zeros((H, E))
     eps = 1e-6
     for e in range(E):

@@ -11,17 +11,18 @@ dims = st.integers(min_value=1, max_value=4)
 
 def run_windows(X, h0, c0, W_x, W_h, b, K, window):
     """Forward mode over X (B, T, E) in windows of ``window`` steps, carrying state and tangents
-    across the boundaries; returns the tangents J (B, K+1, 2H, E) after the last step."""
+    across the boundaries; returns the Jacobians [dc_T; dh_T]/dx_{T-k}: (B, K+1, 2H, E) after the
+    last step (state_gradient_step keeps them transposed, as (B, 2, K+1, E, H))."""
     B, T, E = X.shape
     H = W_h.shape[1]
-    J = np.zeros((B, K + 1, 2 * H, E))
+    J = np.zeros((B, 2, K + 1, E, H))
     h, c = h0, c0
     for start in range(0, T, window):
         _, (h_end, c_end), caches = lstm_memory.lstm_forward(X[:, start:start + window], h, c, W_x, W_h, b)
         for cache in caches:
             J = lstm_memory.state_gradient_step(J, cache, W_x, W_h)
         h, c = h_end, c_end
-    return J
+    return np.concatenate([J[:, 0], J[:, 1]], axis=-1).transpose(0, 1, 3, 2)
 
 
 @given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 7),
