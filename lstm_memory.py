@@ -22,6 +22,8 @@ Letters: B streams, T steps per window, E embedding size, H state size, V vocabu
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 try:  # CuPy is optional: everything below also runs on NumPy.
@@ -72,6 +74,15 @@ def synchronize(xp) -> None:
         xp.cuda.Stream.null.synchronize()
 
 
+@functools.lru_cache(maxsize=None)
+def thread_pool(workers: int):
+    """A pool of ``workers`` threads, made once and kept (the BLAS library gives every new thread
+    a buffer of its own, so fresh threads for every window would cost that each time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers)
+
+
 def scatter_add_rows(target, rows, values) -> None:
     """target[rows[n]] += values[n] for every n, repeated rows summed (embedding gradients)."""
     get_array_module(target).add.at(target, rows, values)     # cupy.add.at on a GPU
@@ -113,7 +124,7 @@ def sigmoid(x):
 # 3. Softmax cross-entropy
 # ----------------------------------------------------------------------------------------------
 
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits, targets, n_total: int | None = None):
     """Mean cross-entropy of ``targets`` under softmax(``logits``), and its gradient.
 
     Equations:
@@ -122,22 +133,43 @@ def softmax_cross_entropy(logits, targets):
         dL/da = (p - onehot(target)) / N
 
     Args:
-        logits: (N, V), overwritten with dL/dlogits to save a 40 MB copy per window.
-        targets: (N,) integer ids.
+        logits: (n, V), overwritten with dL/dlogits to save a 40 MB copy per window.
+        targets: (n,) integer ids.
+        n_total: N, when these n rows are a block of the N the mean is over (default: n); the
+            loss returned is then the block's share of the mean.
     Returns:
-        loss (Python float), dlogits (N, V) (the same buffer as ``logits``).
+        loss (Python float), dlogits (n, V) (the same buffer as ``logits``).
     """
     xp = get_array_module(logits)
-    N = logits.shape[0]
-    rows = xp.arange(N)
-    logits -= logits.max(axis=1, keepdims=True)       # (N, V) max shift
-    target_logit = logits[rows, targets].copy()        # (N,)
-    xp.exp(logits, out=logits)                         # (N, V) unnormalised p
-    total = logits.sum(axis=1, keepdims=True)          # (N, 1)
-    loss = float((xp.log(total[:, 0]) - target_logit).mean())
+    N = logits.shape[0] if n_total is None else n_total
+    rows = xp.arange(logits.shape[0])
+    logits -= logits.max(axis=1, keepdims=True)       # (n, V) max shift
+    target_logit = logits[rows, targets].copy()        # (n,)
+    xp.exp(logits, out=logits)                         # (n, V) unnormalised p
+    total = logits.sum(axis=1, keepdims=True)          # (n, 1)
+    loss = float((xp.log(total[:, 0]) - target_logit).sum()) / N
     logits *= 1.0 / (total * N)                        # p / N
     logits[rows, targets] -= 1.0 / N                   # (p - onehot) / N
     return loss, logits
+
+
+def output_layer(h, targets, W_out, b_out, n_total: int, backward: bool = True):
+    """The softmax layer on n of the N rows: a = W_out h + b_out, cross-entropy, and gradients.
+
+    Args:
+        h: (n, H) LSTM outputs.   targets: (n,) ids.   W_out: (V, H).   b_out: (V,).
+        n_total: N, the rows the loss is averaged over.   backward: False for the loss only.
+    Returns:
+        the rows' share of the mean loss, {'W_out': (V, H), 'b_out': (V,)} and dL/dh (n, H)
+        (both None without backward).
+    """
+    logits = h @ W_out.T                                               # (n, V)
+    logits += b_out                                                    # in place: 40 MB less
+    loss, dlogits = softmax_cross_entropy(logits, targets, n_total)
+    if not backward:
+        return loss, None, None
+    grads = {"W_out": dlogits.T @ h, "b_out": dlogits.sum(axis=0)}     # through a = W_out h + b
+    return loss, grads, dlogits @ W_out                                # (n, H)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,14 +191,21 @@ def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
     Returns:
         h (B, H), c (B, H), cache (everything the backward pass and the tangents need).
     """
-    H = h_prev.shape[1]
     z = x @ W_x.T + h_prev @ W_h.T + b                          # (B, 4H)
+    return lstm_cell(z, x, h_prev, c_prev, W_x, W_h)
+
+
+def lstm_cell(z, x, h_prev, c_prev, W_x, W_h):
+    """``lstm_step_forward`` from z_t on: the gates and the new state (x, h_prev, W_x and W_h
+    only go into the cache)."""
+    xp = get_array_module(z)
+    H = h_prev.shape[1]
     i = sigmoid(z[:, :H])                                       # (B, H)
     f = sigmoid(z[:, H:2 * H])                                  # (B, H)
-    g = get_array_module(z).tanh(z[:, 2 * H:3 * H])             # (B, H)
+    g = xp.tanh(z[:, 2 * H:3 * H])                              # (B, H)
     o = sigmoid(z[:, 3 * H:])                                   # (B, H)
     c = f * c_prev + i * g                                      # (B, H)
-    tanh_c = get_array_module(c).tanh(c)                        # (B, H)
+    tanh_c = xp.tanh(c)                                         # (B, H)
     h = o * tanh_c                                              # (B, H)
     cache = dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, tanh_c=tanh_c,
                  W_x=W_x, W_h=W_h)
@@ -174,19 +213,21 @@ def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
 
 
 def lstm_step_backward(dh, dc, cache):
-    """Backward of ``lstm_step_forward``: from dL/dh_t and dL/dc_t (the part not via h_t).
+    """Backward of ``lstm_step_forward`` down to its gates: from dL/dh_t and dL/dc_t (the part not
+    via h_t) to dL/dz_t and the gradients of the state it read.
 
     Equations (each line below names the node the gradient flows through):
         dc_total = dc + dh * o * (1 - tanh^2 c_t)
         dz_i = dc_total g i (1 - i)      dz_f = dc_total c_{t-1} f (1 - f)
         dz_g = dc_total i (1 - g^2)      dz_o = dh tanh(c_t) o (1 - o)
-        dx = dz W_x,  dh_{t-1} = dz W_h,  dc_{t-1} = dc_total f
-        dW_x = dz^T x,  dW_h = dz^T h_{t-1},  db = sum_batch dz
+        dh_{t-1} = dz W_h,  dc_{t-1} = dc_total f
+    The other gradients follow from dz alone: dx_t = dz W_x, dW_x = dz^T x_t, dW_h = dz^T h_{t-1},
+    db = sum_batch dz; ``lstm_backward`` forms them for all steps of a window in one product each.
 
     Args:
         dh, dc: (B, H).   cache: from the forward step.
     Returns:
-        dx (B, E), dh_prev (B, H), dc_prev (B, H), grads {'W_x': (4H,E), 'W_h': (4H,H), 'b': (4H,)}.
+        dz (B, 4H), dh_prev (B, H), dc_prev (B, H).
     """
     xp = get_array_module(dh)
     i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
@@ -198,11 +239,9 @@ def lstm_step_backward(dh, dc, cache):
         dc_total * i * (1.0 - g ** 2),                          # through c = ... + i g, tanh
         do * o * (1.0 - o),                                     # through sigmoid(z_o)
     ], axis=1)                                                  # (B, 4H)
-    dx = dz @ cache["W_x"]                                      # through W_x x
     dh_prev = dz @ cache["W_h"]                                 # through W_h h_prev
     dc_prev = dc_total * f                                      # through f * c_prev
-    grads = {"W_x": dz.T @ cache["x"], "W_h": dz.T @ cache["h_prev"], "b": dz.sum(axis=0)}
-    return dx, dh_prev, dc_prev, grads
+    return dz, dh_prev, dc_prev
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +249,8 @@ def lstm_step_backward(dh, dc, cache):
 # ----------------------------------------------------------------------------------------------
 
 def lstm_forward(X, h0, c0, W_x, W_h, b):
-    """Run ``lstm_step_forward`` over a window.
+    """Run ``lstm_step_forward`` over a window, with the input part W_x x_t + b of every z_t in
+    one product (and W_h^T copied once into the layout its product with h runs fastest in).
 
     Args:
         X: (B, T, E) input embeddings.   h0, c0: (B, H) state carried in from the previous window.
@@ -218,11 +258,14 @@ def lstm_forward(X, h0, c0, W_x, W_h, b):
         hs (B, T, H) all hidden states, (h_T, c_T) the state to carry on, caches (one per step).
     """
     xp = get_array_module(X)
-    B, T, _ = X.shape
+    B, T, E = X.shape
+    Z_x = (X.reshape(B * T, E) @ W_x.T + b).reshape(B, T, -1)    # (B, T, 4H)
+    W_h_T = xp.ascontiguousarray(W_h.T)                         # (H, 4H)
     hs = xp.empty((B, T, h0.shape[1]), dtype=X.dtype)          # (B, T, H)
     h, c, caches = h0, c0, []
     for t in range(T):
-        h, c, cache = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
+        h_prev = h
+        h, c, cache = lstm_cell(Z_x[:, t] + h_prev @ W_h_T, X[:, t], h_prev, c, W_x, W_h)
         hs[:, t] = h
         caches.append(cache)
     return hs, (h, c), caches
@@ -239,19 +282,21 @@ def lstm_backward(dhs, dh_T, dc_T, caches):
     """
     xp = get_array_module(dhs)
     B, T, _ = dhs.shape
-    dX = xp.empty((B, T, caches[0]["x"].shape[1]), dtype=dhs.dtype)    # (B, T, E)
-    dh, dc, grads = dh_T, dc_T, None
+    dZ = xp.empty((B, T, dhs.shape[2] * 4), dtype=dhs.dtype)           # (B, T, 4H)
+    dh, dc = dh_T, dc_T
     for t in reversed(range(T)):
-        dX[:, t], dh, dc, step_grads = lstm_step_backward(dhs[:, t] + dh, dc, caches[t])
-        if grads is None:
-            grads = step_grads
-        else:
-            for name in grads:
-                grads[name] += step_grads[name]
+        dZ[:, t], dh, dc = lstm_step_backward(dhs[:, t] + dh, dc, caches[t])
+    # the gradients that follow from dz (see lstm_step_backward), for all steps at once
+    dZ = dZ.reshape(B * T, -1)                                          # (BT, 4H)
+    X = xp.stack([cache["x"] for cache in caches], axis=1).reshape(B * T, -1)         # (BT, E)
+    H_prev = xp.stack([cache["h_prev"] for cache in caches], axis=1).reshape(B * T, -1)  # (BT, H)
+    dX = (dZ @ caches[0]["W_x"]).reshape(B, T, -1)                     # (B, T, E)
+    grads = {"W_x": dZ.T @ X, "W_h": dZ.T @ H_prev, "b": dZ.sum(axis=0)}
     return dX, dh, dc, grads
 
 
-def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True):
+def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True,
+                      workers: int = 1):
     """Loss of the LSTM LM on one window and the gradient of every parameter (manual BPTT).
 
     Equations:
@@ -265,22 +310,50 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
         params: dict of PARAM_SHAPES.   inputs, targets: (B, T) word ids.
         h0, c0: (B, H) carried state.    dropout_mask: (B, T, H) or None.
         backward: False to stop after the loss (evaluation).
+        workers: NumPy only: the B streams are split among this many threads, each with one
+            BLAS thread; the loss and gradients are the sums of theirs. The products run about as
+            fast as with a multi-threaded BLAS, and the element-wise work, which NumPy runs on
+            one core, runs on all of them.
     Returns:
         loss (float), grads (dict like params, None without backward), (h_T, c_T).
     """
+    B, T = inputs.shape
+    if workers < 2 or B < 2 or get_array_module(params["W_h"]) is not np:
+        return streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, B * T)
+    from threadpoolctl import threadpool_limits
+
+    bounds = np.linspace(0, B, min(workers, B) + 1).astype(int)
+    blocks = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    # BLAS on one thread while the workers run (an idle BLAS thread spins for a while after
+    # each product and would take a core from them)
+    with threadpool_limits(limits=1, user_api="blas"):
+        parts = list(thread_pool(len(blocks)).map(
+            lambda rows: streams_loss_and_grads(
+                params, inputs[rows], targets[rows], h0[rows], c0[rows],
+                None if dropout_mask is None else dropout_mask[rows], backward, B * T), blocks))
+    loss = sum(part[0] for part in parts)
+    grads = parts[0][1]
+    for _, more, _ in parts[1:] if backward else ():
+        for name in grads:
+            grads[name] += more[name]
+    state = tuple(np.concatenate([part[2][i] for part in parts]) for i in (0, 1))
+    return loss, grads, state
+
+
+def streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, n_total):
+    """``lm_loss_and_grads`` of b of the B streams: their share of the loss averaged over
+    ``n_total`` = B T tokens, and of its gradients. Arrays as there, with b for B; the mask may
+    be None."""
     xp = get_array_module(params["W_h"])
     B, T = inputs.shape
     X = params["embedding"][inputs]                                    # (B, T, E)
     hs, state, caches = lstm_forward(X, h0, c0, params["W_x"], params["W_h"], params["b"])
     h_drop = hs if dropout_mask is None else hs * dropout_mask         # (B, T, H)
-    h_flat = h_drop.reshape(B * T, -1)                                 # (BT, H)
-    logits = h_flat @ params["W_out"].T                                # (BT, V)
-    logits += params["b_out"]                                          # in place: 40 MB less
-    loss, dlogits = softmax_cross_entropy(logits, targets.reshape(-1))
+    loss, grads, dh_flat = output_layer(h_drop.reshape(B * T, -1), targets.reshape(-1),
+                                        params["W_out"], params["b_out"], n_total, backward)
     if not backward:
         return loss, None, state
-    grads = {"W_out": dlogits.T @ h_flat, "b_out": dlogits.sum(axis=0)}  # through a = W_out h + b
-    dh_drop = (dlogits @ params["W_out"]).reshape(B, T, -1)            # (B, T, H)
+    dh_drop = dh_flat.reshape(B, T, -1)                                # (B, T, H)
     dhs = dh_drop if dropout_mask is None else dh_drop * dropout_mask  # through the mask
     zeros = xp.zeros_like(h0)
     dX, _, _, lstm_grads = lstm_backward(dhs, zeros, zeros, caches)
@@ -534,12 +607,11 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     workers = max(1, min(workers, B)) if xp is np else 1
     if workers == 1:
         return _sweep_streams(params, streams, labelings, label_names, K, window, progress)
-    from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
 
     parts = np.array_split(np.arange(B), workers)
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = list(thread_pool(workers).map(
             lambda rows: _sweep_streams(params, streams[rows],
                                         {n: lab[rows] for n, lab in labelings.items()},
                                         label_names, K, window, progress), parts))

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import checkpointing
@@ -311,11 +312,11 @@ def nearest_neighbours(embeddings, vocab, words, k=5):
 # Language-model training
 # ----------------------------------------------------------------------------------------------
 
-def evaluate(params, ids, batch_size, num_steps):
+def evaluate(params, ids, batch_size, num_steps, workers=1):
     """Perplexity of ``ids`` (no dropout, state carried across windows).
 
     Args: params, the LM's arrays (lstm_memory.PARAM_SHAPES); ids (N,) word ids; batch_size B streams;
-    num_steps T steps per window.
+    num_steps T steps per window; workers, threads that share the streams.
     """
     xp = lstm_memory.get_array_module(params["W_h"])
     streams = corpus.batchify(ids, batch_size)                           # (B, N // B)
@@ -327,19 +328,27 @@ def evaluate(params, ids, batch_size, num_steps):
         stop = min(start + num_steps, streams.shape[1] - 1)
         inputs = xp.asarray(streams[:, start:stop])
         targets = xp.asarray(streams[:, start + 1:stop + 1])
-        loss, _, (h, c) = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, c, backward=False)
+        loss, _, (h, c) = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, c, backward=False,
+                                                        workers=workers)
         total += loss * inputs.size
         count += inputs.size
     return perplexity(total / count)
 
 
-def clip_by_global_norm(grads, max_norm):
-    """Scale all gradients by min(1, max_norm / ||g||), ||g|| over all of them; returns ||g||."""
+def blas_threads() -> int:
+    """The threads of the BLAS library (OPENBLAS_NUM_THREADS and the like): as many workers
+    share the streams of a window (lstm_memory.lm_loss_and_grads)."""
+    from threadpoolctl import threadpool_info
+
+    return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"),
+               default=1)
+
+
+def clip_factor(grads, max_norm):
+    """(||g||, min(1, max_norm / ||g||)): the global norm over all gradients and the factor that
+    clips it to ``max_norm``."""
     norm = math.sqrt(sum(float(g.ravel() @ g.ravel()) for g in grads.values()))
-    if norm > max_norm:
-        for g in grads.values():
-            g *= max_norm / norm
-    return norm
+    return norm, (max_norm / norm if norm > max_norm else 1.0)
 
 
 def sgd_step(params, grads, trainable, lr, num_steps, max_norm):
@@ -347,16 +356,17 @@ def sgd_step(params, grads, trainable, lr, num_steps, max_norm):
 
     The paper's (and its authors' TensorFlow) cost is summed over the T = ``num_steps`` steps and
     averaged over the B streams: T times the per-token mean that ``lm_loss_and_grads`` returns,
-    so its gradient is T times ours. "lr 1, clip at 5" refer to that cost.
+    so its gradient is T times ours. "lr 1, clip at 5" refer to that cost:
+        g = T grad,   params -= lr min(1, 5 / ||g||) g
+    (T, the clipping and lr are one factor, applied in place: ``grads`` are this step's own).
     """
     grads = {k: grads[k] for k in trainable}
-    for g in grads.values():
-        g *= num_steps                              # in place: the arrays are this step's own
-    norm = clip_by_global_norm(grads, max_norm)
+    norm, clip = clip_factor(grads, max_norm / num_steps)    # ||g|| / T, and the clip of g
     if math.isfinite(norm):
         for k in trainable:
-            params[k] -= lr * grads[k]
-    return norm
+            grads[k] *= lr * num_steps * clip
+            params[k] -= grads[k]
+    return norm * num_steps
 
 
 def learning_rate(settings, epoch: int) -> float:
@@ -404,6 +414,7 @@ class Run:
     c: object                      # (B, H) LSTM cell state
     machine: str
     last_saved: bool = False       # whether <out>.last.npz holds this run's state
+    workers: int = 1               # threads that share the streams (lm_loss_and_grads)
 
 
 def train(args) -> dict:
@@ -425,7 +436,11 @@ def train(args) -> dict:
         print(f"{last_path(settings.out)} has already finished training ({run.state['epoch']} "
               "epochs): give a larger --epochs to train it longer", file=sys.stderr)
         return run.state
-    with Interrupt() as interrupt:
+    run.workers = blas_threads()
+    # BLAS on one thread throughout, the streams split among run.workers threads
+    # (lm_loss_and_grads): an idle BLAS thread spins for a while after each product and would
+    # take a core from them
+    with Interrupt() as interrupt, threadpool_limits(limits=1, user_api="blas"):
         stopped = train_epochs(run, data, interrupt)
     if stopped:
         message = f"stopped; resume with: python train.py --resume --out {settings.out}"
@@ -460,7 +475,8 @@ def train_epochs(run: Run, data, interrupt: Interrupt) -> bool:
                     >= settings.dropout)                                       # (B, T, H)
             mask = xp.asarray(keep / (1.0 - settings.dropout), dtype=settings.dtype)  # (B, T, H)
             loss, grads, (h, c) = lstm_memory.lm_loss_and_grads(run.params, inputs, targets,
-                                                                run.h, run.c, mask)
+                                                                run.h, run.c, mask,
+                                                                workers=run.workers)
             norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1],
                              settings.max_grad_norm)
                     if math.isfinite(loss) else math.nan)          # no step on a bad loss
@@ -517,7 +533,8 @@ def end_epoch(run: Run, data, epoch: int, lr: float) -> bool:
     Args: run, updated in place; data, the corpus.Corpus; epoch, 0-based; lr, the epoch's rate.
     """
     settings, state = run.settings, run.state
-    valid_ppl = evaluate(run.params, data.ids["valid"], settings.batch_size, settings.num_steps)
+    valid_ppl = evaluate(run.params, data.ids["valid"], settings.batch_size, settings.num_steps,
+                         run.workers)
     train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
     state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
                              "valid_ppl": valid_ppl})
@@ -546,7 +563,8 @@ def finish(run: Run, data) -> dict:
     xp = lstm_memory.get_array_module(run.h)
     best_params = checkpointing.load_checkpoint(settings.out)[0]
     best_params = {k: xp.asarray(v, dtype=settings.dtype) for k, v in best_params.items()}
-    state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size, settings.num_steps)
+    state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size, settings.num_steps,
+                                 run.workers)
     state["finished"] = True
     print(f"best valid ppl {state['best_valid_ppl']:.2f}, test ppl {state['test_ppl']:.2f} "
           f"({state['train_seconds'] / 60:.1f} min of training on {run.machine})", file=sys.stderr)

@@ -15,6 +15,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lstm_memory  # noqa: E402
@@ -39,13 +40,15 @@ def bench_train(xp, args):
     inputs, targets = (xp.asarray(rng.integers(0, V, (B, T))) for _ in range(2))
     mask = xp.asarray((rng.random((B, T, H)) >= 0.5) * 2.0, dtype=np.float32)
     h = xp.zeros((B, H), dtype=np.float32)
+    workers = train.blas_threads()
 
     def step():
-        _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, h, mask)
-        train.sgd_step(params, grads, list(params), 0.1, T, 5.0)     # as train.py does
+        _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, h, mask, workers=workers)
+        train.sgd_step(params, grads, list(params), 0.1, T, 5.0)
 
-    step()                                                    # warm-up
-    seconds = timed(xp, step, args.repeats)
+    with threadpool_limits(limits=1, user_api="blas"):      # as train.py runs it
+        step()                                                # warm-up
+        seconds = timed(xp, step, args.repeats)
     print(f"train: {B * T / seconds:,.0f} tokens/s (median of {args.repeats} windows of "
           f"{B}x{T}, V={V}, E={E}, H={H}) on {train.machine_name(xp)}")
 

@@ -20,15 +20,16 @@ def test_lstm_step_backward_matches_finite_differences(seed, B, E, H):
         return np.sum(u_h * h) + np.sum(u_c * c)
 
     _, _, cache = lstm_memory.lstm_step_forward(x, h0, c0, W_x, W_h, b)
-    dx, dh_prev, dc_prev, grads = lstm_memory.lstm_step_backward(u_h, u_c, cache)
-    for analytic, array in [(dx, x), (dh_prev, h0), (dc_prev, c0), (grads["W_x"], W_x),
-                            (grads["W_h"], W_h), (grads["b"], b)]:
+    dz, dh_prev, dc_prev = lstm_memory.lstm_step_backward(u_h, u_c, cache)
+    dx, dW_x, dW_h, db = dz @ W_x, dz.T @ x, dz.T @ h0, dz.sum(axis=0)    # as lstm_backward forms them
+    for analytic, array in [(dx, x), (dh_prev, h0), (dc_prev, c0), (dW_x, W_x), (dW_h, W_h), (db, b)]:
         np.testing.assert_allclose(analytic, numerical_gradient(lambda _: loss(), array), **TOL)
 
 
-@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 5))
-def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T):
-    """The whole LM loss over a window: every parameter, state carried in, a fixed dropout mask."""
+@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 5), workers=st.integers(1, 3))
+def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T, workers):
+    """The whole LM loss over a window: every parameter, state carried in, a fixed dropout mask;
+    the output layer on one thread or split among ``workers``."""
     rng = np.random.default_rng(seed)
     V = int(rng.integers(2, 8))
     params = lstm_memory.init_params(V, E, H, seed=seed, scale=0.5, dtype=np.float64)
@@ -39,12 +40,21 @@ def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T):
     mask = (rng.random((B, T, H)) > 0.5) / 0.5
 
     def loss(_):
-        return lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False)[0]
+        return lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False,
+                                             workers=workers)[0]
 
-    _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask)
+    value, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask,
+                                                    workers=workers)
+    one_value, one_thread, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask)
+    assert np.isclose(value, one_value, rtol=1e-12)
+    no_mask = [lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, backward=False,
+                                             workers=n) for n in (1, workers)]
+    assert np.isclose(no_mask[0][0], no_mask[1][0], rtol=1e-12)
+    np.testing.assert_allclose(no_mask[0][2][1], no_mask[1][2][1], rtol=1e-12)   # c_T
     for name in params:
         np.testing.assert_allclose(grads[name], numerical_gradient(loss, params[name]), **TOL,
                                    err_msg=name)
+        np.testing.assert_allclose(grads[name], one_thread[name], rtol=1e-12, atol=1e-15)
 
 
 @given(seed=st.integers(0, 10**6), N=dims, V=st.integers(2, 6))

@@ -271,9 +271,9 @@ def test_sgd_step_follows_the_papers_cost_summed_over_steps():
 
 def test_gradient_clipping_scales_to_the_max_norm():
     grads = {"a": np.array([3.0, 0.0]), "b": np.array([[0.0, 4.0]])}
-    assert train.clip_by_global_norm(grads, 1.0) == 5.0
-    np.testing.assert_allclose(grads["a"], [0.6, 0.0])
-    np.testing.assert_allclose(grads["b"], [[0.0, 0.8]])
+    assert train.clip_factor(grads, 1.0) == (5.0, 0.2)
+    assert train.clip_factor(grads, 6.0) == (5.0, 1.0)
+    assert train.clip_factor({"a": np.zeros(3)}, 1.0) == (0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
