@@ -427,7 +427,8 @@ def fold_gates(cache, W):
     Args:
         cache: from ``lstm_step_forward`` (B streams).   W: (4H, D) with D = E or H.
     Returns:
-        M_c, M_h: (B, H, D) each, and the decays of dc_{t-1} into dc_t and dh_t: f, q f (B, H).
+        M_c, M_h: (B, H, D) each, and f and q: (B, H) each (dc_{t-1} decays by f into dc_t
+        and by q f into dh_t).
     """
     xp = get_array_module(W)
     i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
@@ -442,10 +443,10 @@ def fold_gates(cache, W):
     # one small product per unit h: (2B, 4) @ (4, D) -> (H, 2B, D)
     M = xp.matmul(xp.concatenate([mix_c, mix_h]).transpose(1, 0, 2), gate_rows)
     M_c, M_h = M[:, :B].transpose(1, 0, 2), M[:, B:].transpose(1, 0, 2)       # (B, H, D) views
-    return M_c, M_h, f, q * f
+    return M_c, M_h, f, q
 
 
-def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
+def state_gradient_step(J_prev, cache, W_x, W_h, out=None):
     """Advance the tangents of all delays by one time step (the forward-mode recurrence).
 
     Equations, for every delay k = 0..K at once (M_c, M_h, f, q from ``fold_gates``, of W_x for
@@ -461,11 +462,10 @@ def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
     dx_{t-k})^T, and the Jacobian G_{t,k} of the paper is J[b, 0, k].T.
 
     Args:
-        J_prev: (B, 2, K+1, E, H) the tangents at t-1 (C-contiguous).
+        J_prev: (B, 2, K+1, E, H) the tangents at t-1 (C-contiguous). Consumed: its Jc block
+            is scaled in place (the decayed Jc, without a buffer of its own).
         cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
         out: optional C-contiguous (B, 2, K+1, E, H) buffer to write into (not J_prev).
-        scratch: optional (B, K E, H) buffer for the decayed Jc (saves allocating 20 MB per
-            step at the paper's size).
     Returns:
         J: (B, 2, K+1, E, H) at t. The tangents of delay K at t-1 have no successor within K
         and are dropped.
@@ -476,17 +476,17 @@ def state_gradient_step(J_prev, cache, W_x, W_h, out=None, scratch=None):
     if not J.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (the product writes into views of it)")
     Mx_c, Mx_h, _, _ = fold_gates(cache, W_x)               # (B, H, E) each
-    Mh_c, Mh_h, f, qf = fold_gates(cache, W_h)              # (B, H, H) each, (B, H) each
+    Mh_c, Mh_h, f, q = fold_gates(cache, W_h)               # (B, H, H) each, (B, H) each
     J[:, 0, 0] = Mx_c.transpose(0, 2, 1)                    # k = 0: dz = W_x
     J[:, 1, 0] = Mx_h.transpose(0, 2, 1)
     rows = (n_delays - 1) * E                               # delays 0..K-1 at t-1 -> 1..K at t
     source = J_prev.reshape(B, 2, n_delays * E, H)[:, :, :rows]        # (B, 2, K E, H) views
     target = J.reshape(B, 2, n_delays * E, H)[:, :, E:]                # (B, 2, K E, H)
-    decayed = xp.empty((B, rows, H), J.dtype) if scratch is None else scratch       # (B, K E, H)
-    for state, (M, decay) in enumerate(((Mh_c, f), (Mh_h, qf))):
+    decayed = source[:, 0]                                  # Jc_{t-1}, scaled in place below
+    for state, (M, decay) in enumerate(((Mh_c, f), (Mh_h, q))):
         # the one large product: (B, K E, H) @ (B, H, H) -> (B, K E, H), i.e. M Jh for all k
         xp.matmul(source[:, 1], M.transpose(0, 2, 1), out=target[:, state])
-        xp.multiply(source[:, 0], decay[:, None, :], out=decayed)    # f Jc or q f Jc
+        decayed *= decay[:, None, :]                        # f Jc, then q f Jc
         target[:, state] += decayed
     return J
 
@@ -635,11 +635,10 @@ def _sweep_streams(params, streams, labelings, label_names, K, window, progress)
     c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents Jc, Jh
     J_next = xp.empty_like(J)                                # second buffer, swapped every step
-    scratch = xp.empty((B, K * E, H), dtype=W_h.dtype)       # the decayed Jc
     delays = np.arange(K + 1)
     for t in range(N):
         h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
-        J, J_next = state_gradient_step(J, cache, W_x, W_h, out=J_next, scratch=scratch), J
+        J, J_next = state_gradient_step(J, cache, W_x, W_h, out=J_next), J
         source = t + K - delays                              # (K+1,) column of x_{t-k}
         sums.add(J, {n: p[:, source] for n, p in padded.items()})
         if (t + 1) % window == 0:

@@ -1,12 +1,19 @@
-"""Speed of the two hot loops at the paper's size, as medians over repeats (not a test).
+"""Speed of the two hot loops, as medians over repeats, next to the bound of their matrix products
+(not a test).
 
-    python benchmarks/benchmark.py                   # both, on the default device
+    python benchmarks/benchmark.py                   # both, at the paper's size, on the default device
     python benchmarks/benchmark.py --what analysis --device cpu --max-delay 30
+    python benchmarks/benchmark.py --what analysis --device gpu --streams 2000
 
-train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a 20 x 50 window (B x T)
+train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a B x 50 window,
+          run as train.py runs it (on a CPU: the streams split among one thread per BLAS thread)
 analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, and analyze.py's
           classes of its 0..K sweep (all positions and 4 frequency bins; --classes C for C bins);
           peak memory of the sweep's arrays
+
+The bound: the FLOPs of each loop's matrix products at the speed of a plain product (NumPy's or
+CuPy's matmul, all cores) of its largest shape, measured in the same run. "0.80 of the bound"
+means the loop takes 1 / 0.80 times as long as its products alone would.
 """
 import argparse
 import os
@@ -22,7 +29,8 @@ import lstm_memory  # noqa: E402
 import train  # noqa: E402
 
 
-def timed(xp, fn, repeats):
+def times_of(xp, fn, repeats):
+    """Seconds of each of ``repeats`` calls of fn (the device synchronised around each)."""
     times = []
     for _ in range(repeats):
         lstm_memory.synchronize(xp)
@@ -30,11 +38,20 @@ def timed(xp, fn, repeats):
         fn()
         lstm_memory.synchronize(xp)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return np.array(times)
+
+
+def product_speed(xp, a_shape, b_shape, repeats):
+    """FLOP/s of a plain float32 matmul of these shapes (median of ``repeats``)."""
+    rng = np.random.default_rng(1)
+    a, b = (xp.asarray(rng.standard_normal(s, dtype=np.float32)) for s in (a_shape, b_shape))
+    a @ b                                                              # warm-up
+    flop = 2 * np.prod(a_shape[:-1]) * a_shape[-1] * b_shape[-1]
+    return flop / float(np.median(times_of(xp, lambda: a @ b, repeats)))
 
 
 def bench_train(xp, args):
-    V, E, H, B, T = args.vocab, 64, 256, 20, 50
+    V, E, H, B, T = args.vocab, args.embedding_size, args.hidden_size, args.streams, 50
     rng = np.random.default_rng(0)
     params = lstm_memory.init_params(V, E, H, xp=xp)
     inputs, targets = (xp.asarray(rng.integers(0, V, (B, T))) for _ in range(2))
@@ -48,13 +65,21 @@ def bench_train(xp, args):
 
     with threadpool_limits(limits=1, user_api="blas"):      # as train.py runs it
         step()                                                # warm-up
-        seconds = timed(xp, step, args.repeats)
-    print(f"train: {B * T / seconds:,.0f} tokens/s (median of {args.repeats} windows of "
-          f"{B}x{T}, V={V}, E={E}, H={H}) on {train.machine_name(xp)}")
+        tokens_per_s = B * T / times_of(xp, step, args.repeats)
+    # products: the output layer's three (N x H x V) and the LSTM's, forward and backward
+    N = B * T
+    flop = 6 * N * H * V + 24 * N * H * (E + H)
+    bound = product_speed(xp, (N, H), (H, V), args.repeats) / flop * N   # tokens/s
+    median = float(np.median(tokens_per_s))
+    print(f"train: {median:,.0f} tokens/s (median of {args.repeats} windows of {B}x{T}; "
+          f"{np.min(tokens_per_s):,.0f} to {np.max(tokens_per_s):,.0f}), V={V}, E={E}, H={H}: "
+          f"{median / bound:.2f} of the bound ({bound:,.0f} tokens/s: {flop / N / 1e6:.1f} MFLOP "
+          f"a token at {flop / N * bound / 1e9:.0f} GFLOP/s) on {train.machine_name(xp)}")
 
 
 def bench_analysis(xp, args):
-    V, E, H, B, K, N = args.vocab, 64, 256, 20, args.max_delay, args.positions // 20
+    V, E, H, B, K = args.vocab, args.embedding_size, args.hidden_size, args.streams, args.max_delay
+    N = max(args.positions // B, K + 1)
     rng = np.random.default_rng(0)
     params = lstm_memory.init_params(V, E, H, xp=xp)
     streams = rng.integers(0, V, (B, N))
@@ -69,19 +94,29 @@ def bench_analysis(xp, args):
     peak = tracemalloc.get_traced_memory()[1] if xp is np else \
         xp.get_default_memory_pool().total_bytes()
     tracemalloc.stop()
-    seconds = timed(xp, run, args.repeats)
-    print(f"analysis: {B * N / seconds:,.1f} positions/s (median of {args.repeats} sweeps of "
-          f"{B}x{N} positions, K={K}, c and h, 1+{args.classes} classes, {args.workers} workers), "
-          f"peak memory "
-          f"{peak / 2**20:,.0f} MiB on {train.machine_name(xp)}")
+    positions_per_s = B * N / times_of(xp, run, args.repeats)
+    # the tangent product: M_c and M_h times Jh of K delays, per stream (K E, H) @ (H, H) twice
+    flop = 4 * K * E * H * H
+    bound = product_speed(xp, (B, K * E, H), (B, H, H), args.repeats) / flop   # positions/s
+    median = float(np.median(positions_per_s))
+    print(f"analysis: {median:,.1f} positions/s (median of {args.repeats} sweeps of {B}x{N} "
+          f"positions; {np.min(positions_per_s):,.1f} to {np.max(positions_per_s):,.1f}), K={K}, "
+          f"E={E}, H={H}, c and h, 1+{args.classes} classes, {args.workers} workers: "
+          f"{median / bound:.2f} of the bound ({bound:,.1f} positions/s: {flop / 1e9:.2f} GFLOP "
+          f"a position at {flop * bound / 1e9:.0f} GFLOP/s), peak memory {peak / 2**20:,.0f} MiB "
+          f"on {train.machine_name(xp)}")
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--what", default="all", choices=("all", "train", "analysis"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-    p.add_argument("--vocab", type=int, default=10001)
-    p.add_argument("--max-delay", type=int, default=30)
+    p.add_argument("--vocab", type=int, default=10001, help="V")
+    p.add_argument("--embedding-size", type=int, default=64, help="E")
+    p.add_argument("--hidden-size", type=int, default=256, help="H")
+    p.add_argument("--streams", type=int, default=20, help="B, parallel streams")
+    p.add_argument("--max-delay", type=int, default=30, help="K")
     p.add_argument("--positions", type=int, default=1000, help="positions per analysis sweep")
     p.add_argument("--classes", type=int, default=4, help="classes besides 'all' in the sweep")
     p.add_argument("--repeats", type=int, default=5)
