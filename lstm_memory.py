@@ -4,9 +4,10 @@ Read top to bottom, like the paper:
 
   1. backend          NumPy or CuPy behind one name, ``xp``
   2. parameters       the LSTM language model's arrays and their shapes
-  3. softmax loss     cross-entropy with the max shift
+  3. softmax loss     cross-entropy with the max shift, the output layer on top of the LSTM
   4. LSTM step        forward and backward of one time step (gate order i, f, g, o)
   5. BPTT             a whole window forward and backward, the LM loss and its gradients
+                      (on a CPU, the streams split among threads)
   6. word2vec CBOW    the loss and gradients of the embeddings of the paper's second LM
   7. state gradients  forward-mode tangents Jc_{t,k} = dc_t/dx_{t-k}, Jh_{t,k} = dh_t/dx_{t-k}
                       and their streaming averages over positions and word classes
@@ -196,8 +197,14 @@ def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
 
 
 def lstm_cell(z, x, h_prev, c_prev, W_x, W_h):
-    """``lstm_step_forward`` from z_t on: the gates and the new state (x, h_prev, W_x and W_h
-    only go into the cache)."""
+    """``lstm_step_forward`` from z_t on: the gates and the new state.
+
+    Args:
+        z: (B, 4H) pre-activation z_t.   c_prev: (B, H) cell state at t-1.
+        x (B, E), h_prev (B, H), W_x (4H, E), W_h (4H, H): only kept in the cache (backward pass).
+    Returns:
+        h (B, H), c (B, H), cache, as ``lstm_step_forward``.
+    """
     xp = get_array_module(z)
     H = h_prev.shape[1]
     i = sigmoid(z[:, :H])                                       # (B, H)
@@ -336,14 +343,14 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
     for _, more, _ in parts[1:] if backward else ():
         for name in grads:
             grads[name] += more[name]
-    state = tuple(np.concatenate([part[2][i] for part in parts]) for i in (0, 1))
+    state = tuple(np.concatenate([part[2][i] for part in parts]) for i in (0, 1))   # (B, H) each
     return loss, grads, state
 
 
 def streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, n_total):
-    """``lm_loss_and_grads`` of b of the B streams: their share of the loss averaged over
-    ``n_total`` = B T tokens, and of its gradients. Arrays as there, with b for B; the mask may
-    be None."""
+    """``lm_loss_and_grads`` of some of the streams (B here): their share of the loss averaged
+    over ``n_total`` tokens (B T of all the streams), and of its gradients. Arrays as there; the
+    mask may be None."""
     xp = get_array_module(params["W_h"])
     B, T = inputs.shape
     X = params["embedding"][inputs]                                    # (B, T, E)
@@ -355,7 +362,7 @@ def streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backwa
         return loss, None, state
     dh_drop = dh_flat.reshape(B, T, -1)                                # (B, T, H)
     dhs = dh_drop if dropout_mask is None else dh_drop * dropout_mask  # through the mask
-    zeros = xp.zeros_like(h0)
+    zeros = xp.zeros_like(h0)                                          # (B, H)
     dX, _, _, lstm_grads = lstm_backward(dhs, zeros, zeros, caches)
     grads.update(lstm_grads)
     grads["embedding"] = xp.zeros_like(params["embedding"])            # (V, E)
@@ -437,7 +444,7 @@ def fold_gates(cache, W):
     # row h of M_c (of M_h) mixes row h of the gate blocks W_i, W_f, W_g, W_o with these weights:
     mix_c = xp.stack([i * (1 - i) * g, f * (1 - f) * cache["c_prev"], i * (1 - g ** 2),
                       xp.zeros_like(i)], axis=-1)                              # (B, H, 4)
-    mix_h = q[:, :, None] * mix_c
+    mix_h = q[:, :, None] * mix_c                                              # (B, H, 4)
     mix_h[:, :, 3] = o * (1 - o) * tanh_c
     gate_rows = W.reshape(4, H, -1).transpose(1, 0, 2)                         # (H, 4, D) a view
     # one small product per unit h: (2B, 4) @ (4, D) -> (H, 2B, D)
@@ -472,7 +479,7 @@ def state_gradient_step(J_prev, cache, W_x, W_h, out=None):
     """
     xp = get_array_module(J_prev)
     B, _, n_delays, E, H = J_prev.shape
-    J = xp.empty_like(J_prev) if out is None else out
+    J = xp.empty(J_prev.shape, J_prev.dtype) if out is None else out   # (B, 2, K+1, E, H)
     if not J.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (the product writes into views of it)")
     Mx_c, Mx_h, _, _ = fold_gates(cache, W_x)               # (B, H, E) each
@@ -512,7 +519,7 @@ class StateGradientSums:
             C += len(classes)
         self.xp, self.H = xp, H
         self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)
-        self.window = xp.zeros((K + 1, 2, C, E * H), dtype=np.float32)
+        self.window = xp.zeros((K + 1, 2, C, E * H), dtype=np.float32)   # the window's class sums
         self.step = xp.empty((K + 1, 2, C, E * H), dtype=np.float32)    # one step's class sums
         self.counts = np.zeros((K + 1, C), dtype=np.int64)
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm
 
 import checkpointing
@@ -338,8 +338,6 @@ def evaluate(params, ids, batch_size, num_steps, workers=1):
 def blas_threads() -> int:
     """The threads of the BLAS library (OPENBLAS_NUM_THREADS and the like): as many workers
     share the streams of a window (lstm_memory.lm_loss_and_grads)."""
-    from threadpoolctl import threadpool_info
-
     return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"),
                default=1)
 

@@ -101,7 +101,8 @@ def bench_analysis(xp, args):
     median = float(np.median(positions_per_s))
     print(f"analysis: {median:,.1f} positions/s (median of {args.repeats} sweeps of {B}x{N} "
           f"positions; {np.min(positions_per_s):,.1f} to {np.max(positions_per_s):,.1f}), K={K}, "
-          f"E={E}, H={H}, c and h, 1+{args.classes} classes, {args.workers} workers: "
+          f"E={E}, H={H}, c and h, 1+{args.classes} classes"
+          f"{f', {args.workers} workers' if xp is np else ''}: "
           f"{median / bound:.2f} of the bound ({bound:,.1f} positions/s: {flop / 1e9:.2f} GFLOP "
           f"a position at {flop * bound / 1e9:.0f} GFLOP/s), peak memory {peak / 2**20:,.0f} MiB "
           f"on {train.machine_name(xp)}")

@@ -29,7 +29,7 @@ def test_lstm_step_backward_matches_finite_differences(seed, B, E, H):
 @given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 5), workers=st.integers(1, 3))
 def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T, workers):
     """The whole LM loss over a window: every parameter, state carried in, a fixed dropout mask;
-    the output layer on one thread or split among ``workers``."""
+    the streams on one thread or split among ``workers`` threads."""
     rng = np.random.default_rng(seed)
     V = int(rng.integers(2, 8))
     params = lstm_memory.init_params(V, E, H, seed=seed, scale=0.5, dtype=np.float64)
