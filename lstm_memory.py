@@ -84,6 +84,21 @@ def thread_pool(workers: int):
     return ThreadPoolExecutor(workers)
 
 
+def map_stream_blocks(fn, B: int, workers: int) -> list:
+    """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
+    (index arrays, by np.array_split), each block on its own thread with one BLAS thread.
+
+    NumPy releases the GIL, so on a CPU with W cores W workers keep every core busy, also in the
+    element-wise work that NumPy runs on one core; an idle BLAS thread would spin for a while after
+    each product and take a core from them, so BLAS stays on one thread meanwhile.
+    """
+    from threadpoolctl import threadpool_limits
+
+    blocks = np.array_split(np.arange(B), min(workers, B))
+    with threadpool_limits(limits=1, user_api="blas"):
+        return list(thread_pool(len(blocks)).map(fn, blocks))
+
+
 def scatter_add_rows(target, rows, values) -> None:
     """target[rows[n]] += values[n] for every n, repeated rows summed (embedding gradients)."""
     get_array_module(target).add.at(target, rows, values)     # cupy.add.at on a GPU
@@ -317,27 +332,20 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
         params: dict of PARAM_SHAPES.   inputs, targets: (B, T) word ids.
         h0, c0: (B, H) carried state.    dropout_mask: (B, T, H) or None.
         backward: False to stop after the loss (evaluation).
-        workers: NumPy only: the B streams are split among this many threads, each with one
-            BLAS thread; the loss and gradients are the sums of theirs. The products run about as
-            fast as with a multi-threaded BLAS, and the element-wise work, which NumPy runs on
-            one core, runs on all of them.
+        workers: NumPy only: the B streams are split among this many threads
+            (``map_stream_blocks``); the loss and gradients are the sums of theirs. The products
+            run about as fast as with a multi-threaded BLAS, and the element-wise work, which NumPy
+            runs on one core, runs on all of them.
     Returns:
         loss (float), grads (dict like params, None without backward), (h_T, c_T).
     """
     B, T = inputs.shape
     if workers < 2 or B < 2 or get_array_module(params["W_h"]) is not np:
         return streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, B * T)
-    from threadpoolctl import threadpool_limits
-
-    bounds = np.linspace(0, B, min(workers, B) + 1).astype(int)
-    blocks = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
-    # BLAS on one thread while the workers run (an idle BLAS thread spins for a while after
-    # each product and would take a core from them)
-    with threadpool_limits(limits=1, user_api="blas"):
-        parts = list(thread_pool(len(blocks)).map(
-            lambda rows: streams_loss_and_grads(
-                params, inputs[rows], targets[rows], h0[rows], c0[rows],
-                None if dropout_mask is None else dropout_mask[rows], backward, B * T), blocks))
+    parts = map_stream_blocks(
+        lambda rows: streams_loss_and_grads(params, inputs[rows], targets[rows], h0[rows], c0[rows],
+                                            None if dropout_mask is None else dropout_mask[rows],
+                                            backward, B * T), B, workers)
     loss = sum(part[0] for part in parts)
     grads = parts[0][1]
     for _, more, _ in parts[1:] if backward else ():
@@ -600,9 +608,8 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
         streams: (B, N) word ids.   labelings: {name: (B, N) int class ids, -1 = none}.
         label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
         progress: optional callable(n) told after every step that n more positions are done.
-        workers: threads, each sweeping its own share of the streams (NumPy only; NumPy releases
-            the GIL, so on a CPU with W cores W workers with one BLAS thread each keep every core
-            busy, also in the element-wise work that BLAS threads leave to one core).
+        workers: threads, each sweeping its own block of the streams (NumPy only; see
+            ``map_stream_blocks``).
     Returns:
         StateGradientSums with the sums and counts.
     """
@@ -614,14 +621,10 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     workers = max(1, min(workers, B)) if xp is np else 1
     if workers == 1:
         return _sweep_streams(params, streams, labelings, label_names, K, window, progress)
-    from threadpoolctl import threadpool_limits
-
-    parts = np.array_split(np.arange(B), workers)
-    with threadpool_limits(limits=1, user_api="blas"):
-        results = list(thread_pool(workers).map(
-            lambda rows: _sweep_streams(params, streams[rows],
-                                        {n: lab[rows] for n, lab in labelings.items()},
-                                        label_names, K, window, progress), parts))
+    results = map_stream_blocks(
+        lambda rows: _sweep_streams(params, streams[rows],
+                                    {n: lab[rows] for n, lab in labelings.items()},
+                                    label_names, K, window, progress), B, workers)
     for other in results[1:]:
         results[0].merge(other)
     return results[0]
