@@ -2,18 +2,17 @@
 
 Everything the two scripts need to turn tagged text into word ids and class labels:
 
-  * ``load_corpus``: Brown (NLTK, gold Brown tags read as the Penn Treebank would tag them), the
-    NLTK Penn Treebank sample (the paper's tagset), the two generated languages of languages.py
-    (``synthetic``, with planted memory, and ``generated``, the tests' toy English), or the user's
-    own CoNLL-U or ``word/TAG`` files (own_text.py); lower-cased, ``<eos>`` after every sentence,
-    tags and CoNLL-U features aligned to every token, split by document (80/10/10, every genre in
-    every split) unless file names say the split.
+  * ``load_corpus``: Brown (NLTK, gold Brown tags read as the Penn Treebank would tag them) or
+    the NLTK Penn Treebank sample (the paper's tagset), or documents read elsewhere (the tool's
+    generated languages and the user's own files: tool/corpora.py); lower-cased, ``<eos>`` after
+    every sentence, tags and CoNLL-U features aligned to every token, split by document
+    (80/10/10, every genre in every split) unless file names say the split.
   * the vocabulary: the ``vocab_size`` most frequent training words plus ``<unk>``.
   * class schemes: which tags (and features) form the POS classes of Table 1 and the two sides of
     each property of Figure 2; built in for every kind of corpus, or read from a small file.
 
-Read after lstm_memory.py, train.py and analyze.py (it holds the paper's data and classes);
-own_text.py and languages.py, which serve the tool, come last.
+Read after lstm_memory.py, word2vec.py, train.py and analyze.py: it holds the paper's data and
+classes. It imports nothing of the project; the tool's readers (tool/) import it.
 """
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ SPLITS = ("train", "valid", "test")
 CORPORA = ("brown", "treebank", "synthetic", "generated")   # or the path of the user's own files
 NO_FEATS = "_"                      # CoNLL-U's empty feature column
 SENTENCES_PER_DOCUMENT = 50         # the user's files and the synthetic language: one "document"
+MIN_WORD_COUNT = 5   # word types rarer than this in training are in no class (CBOW's min count)
 
 
 class CorpusError(Exception):
@@ -236,12 +236,6 @@ def builtin_scheme(name: str) -> Scheme:
     return parse_scheme(SCHEMES[name], f"built-in {name} classes")
 
 
-def read_scheme(path: str) -> Scheme:
-    """The user's class file ``path`` (``analyze.py --classes``), read by ``own_text.read_text``."""
-    from own_text import read_text
-    return parse_scheme("\n".join(read_text(path, "a class file")), path, user_file=True)
-
-
 def check_tags_exist(scheme: Scheme, tags) -> None:
     """A class file must not name a tag the corpus lacks (a typo would silently empty a class)."""
     present = set(tags)
@@ -295,25 +289,10 @@ def split_of(index_in_genre: int) -> str:
     return {4: "valid", 5: "test"}.get(index_in_genre % 10, "train")
 
 
-def read_documents(name: str, seed: int = 0, max_distance: int = 15, fixed_distance: bool = False,
-                   tag_column: str = "upos"):
-    """Tagged documents of a corpus: a list of (genre, [sentence of (word, tag, feats)], split).
-
-    ``split`` is None where the document rule (``split_of``) decides, else the split a file's name
-    asks for. The Treebank's ``-NONE-`` traces are dropped. ``name`` may be the path of the
-    user's own files (``own_text.read_tagged_files``); ``generated`` and ``synthetic`` are the
-    languages of languages.py.
-    """
-    from languages import generate_documents, generate_planted
-    from own_text import read_tagged_files
-    if name == "generated":
-        return [("generated", sents, None) for sents in generate_documents(seed=seed)]
-    if name == "synthetic":
-        sents = generate_planted(max_distance=max_distance, fixed_distance=fixed_distance, seed=seed)
-        return [("synthetic", sents[i:i + SENTENCES_PER_DOCUMENT], None)
-                for i in range(0, len(sents), SENTENCES_PER_DOCUMENT)]
-    if name not in CORPORA:
-        return read_tagged_files(name, tag_column)
+def read_documents(name: str):
+    """Tagged documents of ``brown`` or ``treebank`` (NLTK): a list of (genre, [sentence of
+    (word, tag, feats)], split), split None (``split_of`` decides). The Treebank's ``-NONE-``
+    traces are dropped."""
     reader = _nltk_reader(name)
     docs = []
     if name == "brown":
@@ -358,23 +337,24 @@ def build_vocab(train_words, vocab_size: int):
 
 
 def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: int | None = None,
-                vocab=None, seed: int = 0, max_distance: int = 15, fixed_distance: bool = False,
-                tag_column: str = "upos") -> Corpus:
+                vocab=None, documents=None) -> Corpus:
     """Read, tokenise, split and index a corpus.
 
     Args:
-        name: 'brown', 'treebank', 'synthetic', 'generated', or a file or folder of the user's
-            CoNLL-U or word/TAG text.   vocab_size: words kept besides ``<unk>``.
+        name: 'brown' or 'treebank' (read through NLTK), or the name of ``documents``.
+        vocab_size: words kept besides ``<unk>``.
         max_train_tokens: keep only the first N training tokens (quick runs); the vocabulary is
             built from what is kept.
         vocab: a vocabulary to use instead of building one (a checkpoint's).
-        seed: the generated languages' seed.
-        max_distance, fixed_distance: the synthetic language's D (``generate_planted``).
-        tag_column: 'upos' or 'xpos', the tag a CoNLL-U corpus is read with.
+        documents: (genre, sentences, split) triples as ``read_documents`` gives them, read
+            elsewhere (tool/corpora.py); None reads ``name`` through NLTK.
+    Returns:
+        the Corpus; its ``scheme`` is the built-in class scheme of ``name`` (None for another
+        name: the caller decides).
     """
     splits = {s: ([], [], []) for s in SPLITS}
     position_in_genre = collections.Counter()
-    for genre, sents, split in read_documents(name, seed, max_distance, fixed_distance, tag_column):
+    for genre, sents, split in documents if documents is not None else read_documents(name):
         if split is None:
             split = split_of(position_in_genre[genre])
             position_in_genre[genre] += 1
@@ -395,12 +375,7 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
     if max_train_tokens is not None:
         splits["train"] = tuple(column[:max_train_tokens] for column in splits["train"])
     vocab = list(vocab) if vocab is not None else build_vocab(splits["train"][0], vocab_size)
-    if name in SCHEME_OF_CORPUS:
-        scheme = SCHEME_OF_CORPUS[name]
-    else:
-        from own_text import guess_scheme
-        scheme = guess_scheme(splits["train"][1])
-    corpus = Corpus(name=name, vocab=vocab, scheme=scheme)
+    corpus = Corpus(name=name, vocab=vocab, scheme=SCHEME_OF_CORPUS.get(name))
     index = corpus.word_to_id
     unk = index[UNK]
     for split, (words, tags, feats) in splits.items():
@@ -411,15 +386,38 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
     return corpus
 
 
-CORPUS_OPTIONS = {"max_distance": 15, "fixed_distance": False, "tag_column": "upos"}
+def word_classes(data, scheme, min_count=MIN_WORD_COUNT):
+    """Each vocabulary word's classes for Table 2 and eq. (2), from its majority tag in the training
+    split (with that tag's majority features); <unk>, <eos> and words seen fewer than
+    ``min_count`` times there are in no class.
+
+    Returns {"tags", "noun_tags", "pos", and one key per property}: one list over the vocabulary
+    each (a tag or class name, or None); "noun_tags" is a noun's tag read as one of the paper's
+    four (PTB_NOUN_TAG), for Table 2's "nouns" row. A word that fits both sides of a
+    property is in the first.
+    """
+    analyses = majority_analyses(data, "train", min_count=min_count)
+    names = list(scheme.pos)
+    index = [-1 if a is None else scheme.pos_index(*a) for a in analyses]
+    pos = [names[i] if i >= 0 else None for i in index]
+    classes = {"tags": [None if a is None else a[0] for a in analyses], "pos": pos,
+               "noun_tags": [PTB_NOUN_TAG.get(a[0], a[0]) if p == "nouns" else None
+                             for a, p in zip(analyses, pos)]}
+    for prop, sides in scheme.properties.items():
+        classes[prop] = [None if a is None else next((c.name for c in sides if c.matches(*a)), None)
+                         for a in analyses]
+    return classes
 
 
-def corpus_settings(settings: dict) -> dict:
-    """The arguments of ``load_corpus`` in a train.py run's settings (the command line's or a
-    checkpoint's; a checkpoint without one of CORPUS_OPTIONS gets its default)."""
-    return {"name": settings["corpus"], "vocab_size": settings["vocab_size"],
-            "max_train_tokens": settings["max_train_tokens"], "seed": settings["seed"],
-            **{key: settings.get(key, default) for key, default in CORPUS_OPTIONS.items()}}
+def frequency_bins(vocab, edges):
+    """Names and (V,) bin ids of the frequency-rank bins (the vocabulary is ranked by training
+    frequency); <unk> and <eos> are in no bin (-1)."""
+    n_words = len(vocab) - 1                                    # <unk> is last
+    edges = [0] + [e for e in edges if e < n_words] + [n_words]
+    names = [f"rank {lo + 1}-{hi}" for lo, hi in zip(edges, edges[1:])]
+    bins = np.searchsorted(edges, np.arange(len(vocab)), side="right") - 1
+    bins[[i for i, w in enumerate(vocab) if w in (UNK, EOS)]] = -1
+    return names, bins
 
 
 def batchify(ids, batch_size: int):

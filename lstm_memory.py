@@ -6,24 +6,22 @@ Read top to bottom, like the paper:
   2. parameters       the LSTM language model's arrays and their shapes
   3. softmax loss     cross-entropy with the max shift, the output layer on top of the LSTM
   4. LSTM step        forward and backward of one time step (gate order i, f, g, o)
-  5. BPTT             a whole window forward and backward, the LM loss and its gradients
-                      (on a CPU, the streams split among threads)
-  6. word2vec CBOW    the loss and gradients of the embeddings of the paper's second LM
-  7. state gradients  forward-mode tangents Jc_{t,k} = dc_t/dx_{t-k}, Jh_{t,k} = dh_t/dx_{t-k}
-                      and their streaming averages over positions and word classes
-  8. measures         SVD of the average gradient (eq. 1), property vectors (eq. 2),
+  5. BPTT             a whole window forward and backward: the LM loss and its gradients
+  6. state gradients  why forward mode; the tangent step written from the equations, then the
+                      same step folded and transposed (fast); the streaming averages of eq. 1
+  7. measures         SVD of the average gradient (eq. 1), property vectors (eq. 2),
                       cos(d, H_n) (eq. 3-4), relative memory m (eq. 5-6), whitening
-  9. demo             ``python lstm_memory.py``: forward mode next to finite differences, then eq. 1
+  8. demo             ``python lstm_memory.py``: the plain and the fast tangent step next to
+                      finite differences, then eq. 1 over a random text
 
-Checkpoints (one .npz per model, written whole, refused with one sentence when wrong) are in
-checkpointing.py, with the tool's other modules.
+The method and nothing else: the tool around it (checkpoints, the sweep cache, CPU threads,
+plots) is the package ``tool/``, which imports this module and is never imported by it.
 
 Letters: B streams, T steps per window, E embedding size, H state size, V vocabulary, K largest delay.
-``dX`` is always dLoss/dX; forward-mode tangents are ``Jc`` and ``Jh``.
+Names: ``dX`` is always dLoss/dX (reverse mode). Forward-mode tangents are ``J``: ``Jc``, ``Jh``,
+``Jz`` are dc_t, dh_t, dz_t with respect to an earlier input embedding x_{t-k}.
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -47,18 +45,6 @@ def gpu_available() -> bool:
         return False
 
 
-def get_backend(device: str = "auto"):
-    """Return the array module for ``device`` in {'auto', 'cpu', 'gpu'}: numpy or cupy."""
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"--device must be auto, cpu or gpu, not {device!r}")
-    if device == "cpu" or (device == "auto" and not gpu_available()):
-        return np
-    if not gpu_available():
-        raise RuntimeError("--device gpu was asked for, but CuPy or a CUDA device is missing "
-                           "(pip install cupy-cuda12x, or use --device cpu)")
-    return cupy
-
-
 def get_array_module(*arrays):
     """numpy or cupy, whichever holds ``arrays`` (CuPy's own idiom, without requiring CuPy)."""
     return cupy.get_array_module(*arrays) if cupy is not None else np
@@ -73,30 +59,6 @@ def synchronize(xp) -> None:
     """Wait for the GPU to finish (call before reading a clock); nothing on NumPy."""
     if xp is not np:
         xp.cuda.Stream.null.synchronize()
-
-
-@functools.lru_cache(maxsize=None)
-def thread_pool(workers: int):
-    """A pool of ``workers`` threads, made once and kept (the BLAS library gives every new thread
-    a buffer of its own, so fresh threads for every window would cost that each time)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(workers)
-
-
-def map_stream_blocks(fn, B: int, workers: int) -> list:
-    """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
-    (index arrays, by np.array_split), each block on its own thread with one BLAS thread.
-
-    NumPy releases the GIL, so on a CPU with W cores W workers keep every core busy, also in the
-    element-wise work that NumPy runs on one core; an idle BLAS thread would spin for a while after
-    each product and take a core from them, so BLAS stays on one thread meanwhile.
-    """
-    from threadpoolctl import threadpool_limits
-
-    blocks = np.array_split(np.arange(B), min(workers, B))
-    with threadpool_limits(limits=1, user_api="blas"):
-        return list(thread_pool(len(blocks)).map(fn, blocks))
 
 
 def scatter_add_rows(target, rows, values) -> None:
@@ -140,7 +102,7 @@ def sigmoid(x):
 # 3. Softmax cross-entropy
 # ----------------------------------------------------------------------------------------------
 
-def softmax_cross_entropy(logits, targets, n_total: int | None = None):
+def softmax_cross_entropy(logits, targets, n_total: int | None = None, out=None):
     """Mean cross-entropy of ``targets`` under softmax(``logits``), and its gradient.
 
     Equations:
@@ -149,24 +111,28 @@ def softmax_cross_entropy(logits, targets, n_total: int | None = None):
         dL/da = (p - onehot(target)) / N
 
     Args:
-        logits: (n, V), overwritten with dL/dlogits to save a 40 MB copy per window.
-        targets: (n,) integer ids.
+        logits: (n, V).   targets: (n,) integer ids.
         n_total: N, when these n rows are a block of the N the mean is over (default: n); the
             loss returned is then the block's share of the mean.
+        out: (n, V) buffer for dL/dlogits; ``out=logits`` reuses the logits' memory (the output
+            layer does, 40 MB less per window). Default: a new array.
     Returns:
-        loss (Python float), dlogits (n, V) (the same buffer as ``logits``).
+        loss (Python float), dlogits (n, V) (``out``).
     """
     xp = get_array_module(logits)
     N = logits.shape[0] if n_total is None else n_total
     rows = xp.arange(logits.shape[0])
-    logits -= logits.max(axis=1, keepdims=True)       # (n, V) max shift
-    target_logit = logits[rows, targets].copy()        # (n,)
-    xp.exp(logits, out=logits)                         # (n, V) unnormalised p
-    total = logits.sum(axis=1, keepdims=True)          # (n, 1)
+    dlogits = logits.copy() if out is None else out
+    if dlogits is not logits:
+        dlogits[...] = logits
+    dlogits -= dlogits.max(axis=1, keepdims=True)     # (n, V) max shift
+    target_logit = dlogits[rows, targets].copy()       # (n,)
+    xp.exp(dlogits, out=dlogits)                       # (n, V) unnormalised p
+    total = dlogits.sum(axis=1, keepdims=True)         # (n, 1)
     loss = float((xp.log(total[:, 0]) - target_logit).sum()) / N
-    logits *= 1.0 / (total * N)                        # p / N
-    logits[rows, targets] -= 1.0 / N                   # (p - onehot) / N
-    return loss, logits
+    dlogits *= 1.0 / (total * N)                       # p / N
+    dlogits[rows, targets] -= 1.0 / N                  # (p - onehot) / N
+    return loss, dlogits
 
 
 def output_layer(h, targets, W_out, b_out, n_total: int, backward: bool = True):
@@ -180,8 +146,8 @@ def output_layer(h, targets, W_out, b_out, n_total: int, backward: bool = True):
         (both None without backward).
     """
     logits = h @ W_out.T                                               # (n, V)
-    logits += b_out                                                    # in place: 40 MB less
-    loss, dlogits = softmax_cross_entropy(logits, targets, n_total)
+    logits += b_out
+    loss, dlogits = softmax_cross_entropy(logits, targets, n_total, out=logits)
     if not backward:
         return loss, None, None
     grads = {"W_out": dlogits.T @ h, "b_out": dlogits.sum(axis=0)}     # through a = W_out h + b
@@ -192,7 +158,7 @@ def output_layer(h, targets, W_out, b_out, n_total: int, backward: bool = True):
 # 4. LSTM step
 # ----------------------------------------------------------------------------------------------
 
-def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
+def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b, z=None):
     """One LSTM step on a batch.
 
     Equations (gate order i, f, g, o along the 4H axis):
@@ -204,22 +170,12 @@ def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b):
     Args:
         x: (B, E) input embeddings x_t.   h_prev, c_prev: (B, H) state at t-1.
         W_x: (4H, E).   W_h: (4H, H).   b: (4H,).
+        z: (B, 4H) z_t when the caller has it already (``lstm_forward``), else computed here.
     Returns:
         h (B, H), c (B, H), cache (everything the backward pass and the tangents need).
     """
-    z = x @ W_x.T + h_prev @ W_h.T + b                          # (B, 4H)
-    return lstm_cell(z, x, h_prev, c_prev, W_x, W_h)
-
-
-def lstm_cell(z, x, h_prev, c_prev, W_x, W_h):
-    """``lstm_step_forward`` from z_t on: the gates and the new state.
-
-    Args:
-        z: (B, 4H) pre-activation z_t.   c_prev: (B, H) cell state at t-1.
-        x (B, E), h_prev (B, H), W_x (4H, E), W_h (4H, H): only kept in the cache (backward pass).
-    Returns:
-        h (B, H), c (B, H), cache, as ``lstm_step_forward``.
-    """
+    if z is None:
+        z = x @ W_x.T + h_prev @ W_h.T + b                      # (B, 4H)
     xp = get_array_module(z)
     H = h_prev.shape[1]
     i = sigmoid(z[:, :H])                                       # (B, H)
@@ -287,7 +243,8 @@ def lstm_forward(X, h0, c0, W_x, W_h, b):
     h, c, caches = h0, c0, []
     for t in range(T):
         h_prev = h
-        h, c, cache = lstm_cell(Z_x[:, t] + h_prev @ W_h_T, X[:, t], h_prev, c, W_x, W_h)
+        h, c, cache = lstm_step_forward(X[:, t], h_prev, c, W_x, W_h, b,
+                                        z=Z_x[:, t] + h_prev @ W_h_T)
         hs[:, t] = h
         caches.append(cache)
     return hs, (h, c), caches
@@ -318,54 +275,32 @@ def lstm_backward(dhs, dh_T, dc_T, caches):
 
 
 def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True,
-                      workers: int = 1):
+                      n_tokens: int | None = None):
     """Loss of the LSTM LM on one window and the gradient of every parameter (manual BPTT).
 
     Equations:
         x_t = embedding[w_t];  (h_t, c_t) = LSTM(x_t, h_{t-1}, c_{t-1})
         a_t = W_out (h_t * mask_t) + b_out;  L = mean_t CE(softmax(a_t), w_{t+1})
     Dropout (on the LSTM output only) is a fixed ``dropout_mask`` already scaled by 1/(1-p), so
-    the function is deterministic and its gradients can be checked. No clipping here: clipping is
-    the optimiser's business (train.py).
+    the gradients can be checked. No clipping here: that is the optimiser's (train.py).
 
     Args:
         params: dict of PARAM_SHAPES.   inputs, targets: (B, T) word ids.
         h0, c0: (B, H) carried state.    dropout_mask: (B, T, H) or None.
         backward: False to stop after the loss (evaluation).
-        workers: NumPy only: the B streams are split among this many threads
-            (``map_stream_blocks``); the loss and gradients are the sums of theirs. The products
-            run about as fast as with a multi-threaded BLAS, and the element-wise work, which NumPy
-            runs on one core, runs on all of them.
+        n_tokens: the tokens the mean is over (default B T); larger when these streams are a
+            block of a window (tool/parallel.py), the loss and gradients then the block's share.
     Returns:
         loss (float), grads (dict like params, None without backward), (h_T, c_T).
     """
-    B, T = inputs.shape
-    if workers < 2 or B < 2 or get_array_module(params["W_h"]) is not np:
-        return streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, B * T)
-    parts = map_stream_blocks(
-        lambda rows: streams_loss_and_grads(params, inputs[rows], targets[rows], h0[rows], c0[rows],
-                                            None if dropout_mask is None else dropout_mask[rows],
-                                            backward, B * T), B, workers)
-    loss = sum(part[0] for part in parts)
-    grads = parts[0][1]
-    for _, more, _ in parts[1:] if backward else ():
-        for name in grads:
-            grads[name] += more[name]
-    state = tuple(np.concatenate([part[2][i] for part in parts]) for i in (0, 1))   # (B, H) each
-    return loss, grads, state
-
-
-def streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backward, n_total):
-    """``lm_loss_and_grads`` of some of the streams (B here): their share of the loss averaged
-    over ``n_total`` tokens (B T of all the streams), and of its gradients. Arrays as there; the
-    mask may be None."""
     xp = get_array_module(params["W_h"])
     B, T = inputs.shape
     X = params["embedding"][inputs]                                    # (B, T, E)
     hs, state, caches = lstm_forward(X, h0, c0, params["W_x"], params["W_h"], params["b"])
     h_drop = hs if dropout_mask is None else hs * dropout_mask         # (B, T, H)
     loss, grads, dh_flat = output_layer(h_drop.reshape(B * T, -1), targets.reshape(-1),
-                                        params["W_out"], params["b_out"], n_total, backward)
+                                        params["W_out"], params["b_out"], n_tokens or B * T,
+                                        backward)
     if not backward:
         return loss, None, state
     dh_drop = dh_flat.reshape(B, T, -1)                                # (B, T, H)
@@ -374,76 +309,79 @@ def streams_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask, backwa
     dX, _, _, lstm_grads = lstm_backward(dhs, zeros, zeros, caches)
     grads.update(lstm_grads)
     grads["embedding"] = xp.zeros_like(params["embedding"])            # (V, E)
-    scatter_add_rows(grads["embedding"], inputs.reshape(-1), dX.reshape(B * T, -1))
+    scatter_add_rows(grads["embedding"], inputs.reshape(-1), dX.reshape(B * T, -1))  # through x_t = embedding[w_t]
     return loss, grads, state
 
 
 # ----------------------------------------------------------------------------------------------
-# 6. word2vec CBOW with negative sampling (the embeddings of the paper's second LM)
+# 6. State gradients in forward mode
 # ----------------------------------------------------------------------------------------------
+# Why forward mode: G_{t,k} = dc_t/dx_{t-k} is H x E. Reverse mode gets it one row (state unit) at
+# a time, so H backward passes per position and delay (the authors' code: 256 tf.gradients calls
+# per step, one run per delay); forward mode carries its E columns for every delay k = 0..K along
+# with the text, so one sweep over the text gives every G_{t,k}, at the cost of (K+1) products
+# (H x H) @ (H x E) per step.
 
-def context_mean(W_in, contexts, context_mask):
-    """h_n = mean of W_in[contexts[n, j]] over the j with context_mask[n, j] = 1.
+def tangent_step(Jc_prev, Jh_prev, cache, W_x, W_h):
+    """One step of the tangent recurrence, straight from the equations (the plain form).
 
-    Args: W_in (V, E); contexts (N, 2w) ids; context_mask (N, 2w) 1 for a context word, 0 for padding.
-    Returns: h (N, E).
-    """
-    return ((W_in[contexts] * context_mask[:, :, None]).sum(axis=1)
-            / context_mask.sum(axis=1, keepdims=True))                     # (N, E)
-
-
-def cbow_loss_and_grads(h, W_out, centers, negatives):
-    """CBOW negative-sampling loss of a batch of context means, and its gradients (Mikolov et al. 2013).
-
-    Equations (per example n; s = sigmoid; a negative equal to the centre word is skipped, as in
-    word2vec.c, by a weight m_nk = [neg_nk != center_n]):
-        L = - sum_n [ log s(h_n . W_out[center_n]) + sum_k m_nk log s(-h_n . W_out[neg_nk]) ]
+    Equations (the chain rule through z_t = W_x x_t + W_h h_{t-1} + b, with s' = s (1 - s) the
+    sigmoid's derivative; Jz_{t,k} = dz_t/dx_{t-k}, Jc_{t,k} = dc_t/dx_{t-k}, Jh_{t,k} = dh_t/dx_{t-k}):
+        Jz_{t,0} = W_x                                   (x_t enters z_t directly)
+        Jz_{t,k} = W_h Jh_{t-1,k-1}                      (k >= 1: through h_{t-1})
+        Jc_{t,k} = f Jc_{t-1,k-1} + s'(z_f) c_{t-1} Jz_f + s'(z_i) g Jz_i + i (1 - g^2) Jz_g
+        Jh_{t,k} = s'(z_o) tanh(c_t) Jz_o + o (1 - tanh^2 c_t) Jc_{t,k}
+    (Jc_{t-1,-1} = 0; a (B, H) factor scales the rows of each (H, E) block.)
 
     Args:
-        h: (N, E) context means (``context_mean``).   W_out: (V, E) output vectors.
-        centers: (N,) ids.   negatives: (N, k) ids.
+        Jc_prev, Jh_prev: (B, K+1, H, E) tangents at t-1: Jc_prev[b, k] = dc_{t-1}/dx_{t-1-k},
+            in the paper's orientation (rows: state, columns: embedding).
+        cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
     Returns:
-        loss (float, summed over the batch), dh (N, E) = dL/dh_n, dW_out (V, E) (dense, for clarity).
-        word2vec.c adds -lr * dh_n, undivided, to the vector of every context word of example n
-        (``train.cbow_step``); dL/dW_in would be dh_n / |context_n|.
+        Jc, Jh: (B, K+1, H, E) at t; Jc[b, k] is the paper's G_{t,k}. The delay-K tangents of
+        t-1 have no successor within K and are dropped.
     """
-    xp = get_array_module(h)
-    targets = xp.concatenate([centers[:, None], negatives], axis=1)        # (N, 1+k)
-    labels = xp.zeros(targets.shape, dtype=h.dtype)
-    labels[:, 0] = 1.0                                                     # 1 = real, 0 = noise
-    weight = (targets != centers[:, None]).astype(h.dtype)                 # (N, 1+k)
-    weight[:, 0] = 1.0
-    score = xp.einsum("ne,nke->nk", h, W_out[targets])                     # (N, 1+k)
-    sign = 2.0 * labels - 1.0
-    loss = float((weight * xp.logaddexp(0.0, -sign * score)).sum())        # -log s(y) = log(1 + e^-y)
-    dscore = weight * (sigmoid(score) - labels)                            # through -log s(+-score)
-    dW_out = xp.zeros_like(W_out)
-    scatter_add_rows(dW_out, targets.reshape(-1),
-                     (dscore[:, :, None] * h[:, None, :]).reshape(-1, h.shape[1]))
-    dh = xp.einsum("nk,nke->ne", dscore, W_out[targets])                   # (N, E)
-    return loss, dh, dW_out
+    xp = get_array_module(Jc_prev)
+    i, f, g, o, tanh_c, c_prev = (cache[name][:, :, None]                 # (B, H, 1) each
+                                  for name in ("i", "f", "g", "o", "tanh_c", "c_prev"))
+    B, n_delays, H, E = Jc_prev.shape
+    Jc, Jh = xp.empty_like(Jc_prev), xp.empty_like(Jh_prev)               # (B, K+1, H, E)
+    for k in range(n_delays):
+        if k == 0:
+            Jz = xp.broadcast_to(W_x, (B, 4 * H, E))                      # (B, 4H, E)
+            Jc_decayed = 0.0
+        else:
+            Jz = W_h @ Jh_prev[:, k - 1]                                  # (B, 4H, E)
+            Jc_decayed = f * Jc_prev[:, k - 1]                            # (B, H, E)
+        Jz_i, Jz_f, Jz_g, Jz_o = Jz[:, :H], Jz[:, H:2 * H], Jz[:, 2 * H:3 * H], Jz[:, 3 * H:]
+        Jc[:, k] = (Jc_decayed + i * (1 - i) * g * Jz_i + f * (1 - f) * c_prev * Jz_f
+                    + i * (1 - g ** 2) * Jz_g)
+        Jh[:, k] = o * (1 - o) * tanh_c * Jz_o + o * (1 - tanh_c ** 2) * Jc[:, k]
+    return Jc, Jh
 
 
-# ----------------------------------------------------------------------------------------------
-# 7. State gradients in forward mode
-# ----------------------------------------------------------------------------------------------
+# The same step, faster. ``tangent_step_fast_in_place`` computes exactly what ``tangent_step``
+# does (tests/method/test_state_gradients.py proves it), with three changes that each buy speed:
+#   * folding: the gate factors of a step do not depend on k, so they are folded into two
+#     (H x H) matrices (one for c, one for h) before the product with the tangents: half the
+#     FLOPs of multiplying every tangent by W_h (4H x H) and then scaling its four blocks;
+#   * transposing: the tangents are stored as (E, H) blocks, J[b, 0, k] = Jc_{t,k}^T and
+#     J[b, 1, k] = Jh_{t,k}^T, so that the blocks of all delays of one stream form one contiguous
+#     (K E, H) matrix and the step is one large product per stream instead of K small ones;
+#   * buffers: the step writes into a given ``out`` and scales the decayed Jc inside J_prev, so
+#     no array of the tangents' size is allocated per step.
 
 def fold_gates(cache, W):
-    """Fold the four gate blocks of ``W`` into the two matrices the tangent recurrence needs.
+    """Fold the four gate blocks of ``W`` into the two matrices the fast tangent step needs.
 
-    With dz = W v (v a tangent of the step's input: x_t for W = W_x, h_{t-1} for W = W_h),
-        dc_t = M_c v + f dc_{t-1},    M_c = diag(s'(z_i) g) W_i + diag(s'(z_f) c_{t-1}) W_f
-                                            + diag(i (1 - g^2)) W_g
-        dh_t = diag(s'(z_o) tanh c_t) W_o v + q dc_t,   q = o (1 - tanh^2 c_t)
-             = M_h v + q f dc_{t-1},  M_h = diag(s'(z_o) tanh c_t) W_o + diag(q) M_c
-    (s' = sigmoid', s'(z) = s (1 - s)). Folding first halves the work of the big product:
-    two (H x H) blocks per stream instead of W_h's four.
-
-    Args:
-        cache: from ``lstm_step_forward`` (B streams).   W: (4H, D) with D = E or H.
-    Returns:
-        M_c, M_h: (B, H, D) each, and f and q: (B, H) each (dc_{t-1} decays by f into dc_t
-        and by q f into dh_t).
+    With Jz = W v (v a tangent of the step's input: of x_t for W = W_x, of h_{t-1} for W = W_h),
+    ``tangent_step``'s equations regroup into
+        Jc_{t,k} = M_c v + f Jc_{t-1,k-1},   M_c = diag(s'(z_i) g) W_i + diag(s'(z_f) c_{t-1}) W_f
+                                                   + diag(i (1 - g^2)) W_g
+        Jh_{t,k} = M_h v + q f Jc_{t-1,k-1}, M_h = diag(s'(z_o) tanh c_t) W_o + diag(q) M_c,
+                                             q = o (1 - tanh^2 c_t)
+    Args: cache, from ``lstm_step_forward`` (B streams); W (4H, D) with D = E or H.
+    Returns: M_c, M_h (B, H, D) each, and f and q (B, H) each.
     """
     xp = get_array_module(W)
     i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
@@ -461,49 +399,44 @@ def fold_gates(cache, W):
     return M_c, M_h, f, q
 
 
-def state_gradient_step(J_prev, cache, W_x, W_h, out=None):
-    """Advance the tangents of all delays by one time step (the forward-mode recurrence).
+def tangent_step_fast_in_place(J_prev, cache, W_x, W_h, out):
+    """``tangent_step`` folded and transposed: the tangents of all delays advanced by one step.
 
-    Equations, for every delay k = 0..K at once (M_c, M_h, f, q from ``fold_gates``, of W_x for
-    k = 0 and of W_h for k >= 1):
-        Jc_{t,0} = M_c,                               Jh_{t,0} = M_h
-        Jc_{t,k} = M_c Jh_{t-1,k-1} + f Jc_{t-1,k-1},  Jh_{t,k} = M_h Jh_{t-1,k-1} + q f Jc_{t-1,k-1}
-    which is the chain rule through z_t: dz = W_x (k = 0) or W_h Jh_{t-1,k-1} (k >= 1), and
-    Jc_{t,k} = f Jc_{t-1,k-1} + (s'(z_i) g) dz_i + (s'(z_f) c_{t-1}) dz_f + (i (1-g^2)) dz_g.
-
-    Layout: the tangents are stored transposed, one (E, H) block per delay, so that the blocks of
-    all delays of one stream form a single (K E, H) matrix and the step is one large product per
-    stream (instead of K small ones): J[b, 0, k] = (dc_t / dx_{t-k})^T, J[b, 1, k] = (dh_t /
-    dx_{t-k})^T, and the Jacobian G_{t,k} of the paper is J[b, 0, k].T.
+    Equations (M_c, M_h, f, q from ``fold_gates`` of W_x for k = 0, of W_h for k >= 1):
+        Jc_{t,0} = Mc_x,    Jc_{t,k} = Mc_hprev Jh_{t-1,k-1} + f Jc_{t-1,k-1}
+        Jh_{t,0} = Mh_x,    Jh_{t,k} = Mh_hprev Jh_{t-1,k-1} + q f Jc_{t-1,k-1}
+    Mc_x = dc_t/dx_t and Mc_hprev = dc_t/dh_{t-1} (with c_{t-1} held), and likewise Mh_*.
 
     Args:
-        J_prev: (B, 2, K+1, E, H) the tangents at t-1 (C-contiguous). Consumed: its Jc block
-            is scaled in place (the decayed Jc, without a buffer of its own).
+        J_prev: (B, 2, K+1, E, H) the tangents at t-1, J_prev[b, 0, k] = Jc_{t-1,k}^T and
+            J_prev[b, 1, k] = Jh_{t-1,k}^T. Overwritten: its Jc blocks are scaled in place.
         cache: from ``lstm_step_forward`` at step t.   W_x: (4H, E).   W_h: (4H, H).
-        out: optional C-contiguous (B, 2, K+1, E, H) buffer to write into (not J_prev).
-    Returns:
-        J: (B, 2, K+1, E, H) at t. The tangents of delay K at t-1 have no successor within K
-        and are dropped.
+        out: C-contiguous (B, 2, K+1, E, H) buffer (not J_prev) that receives the tangents at t.
+    Returns: ``out`` (``tangents_in_paper_orientation`` turns it into Jc, Jh).
     """
     xp = get_array_module(J_prev)
     B, _, n_delays, E, H = J_prev.shape
-    J = xp.empty(J_prev.shape, J_prev.dtype) if out is None else out   # (B, 2, K+1, E, H)
-    if not J.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous (the product writes into views of it)")
-    Mx_c, Mx_h, _, _ = fold_gates(cache, W_x)               # (B, H, E) each
-    Mh_c, Mh_h, f, q = fold_gates(cache, W_h)               # (B, H, H) each, (B, H) each
-    J[:, 0, 0] = Mx_c.transpose(0, 2, 1)                    # k = 0: dz = W_x
-    J[:, 1, 0] = Mx_h.transpose(0, 2, 1)
-    rows = (n_delays - 1) * E                               # delays 0..K-1 at t-1 -> 1..K at t
+    if not out.flags.c_contiguous or out is J_prev:
+        raise ValueError("out must be a C-contiguous buffer other than J_prev")
+    Mc_x, Mh_x, _, _ = fold_gates(cache, W_x)                  # (B, H, E) each
+    Mc_hprev, Mh_hprev, f, q = fold_gates(cache, W_h)          # (B, H, H) each, (B, H) each
+    out[:, 0, 0] = Mc_x.transpose(0, 2, 1)                     # k = 0: Jz = W_x
+    out[:, 1, 0] = Mh_x.transpose(0, 2, 1)
+    rows = (n_delays - 1) * E                                  # delays 0..K-1 at t-1 -> 1..K at t
     source = J_prev.reshape(B, 2, n_delays * E, H)[:, :, :rows]        # (B, 2, K E, H) views
-    target = J.reshape(B, 2, n_delays * E, H)[:, :, E:]                # (B, 2, K E, H)
-    decayed = source[:, 0]                                  # Jc_{t-1}, scaled in place below
-    for state, (M, decay) in enumerate(((Mh_c, f), (Mh_h, q))):
+    target = out.reshape(B, 2, n_delays * E, H)[:, :, E:]              # (B, 2, K E, H)
+    decayed = source[:, 0]                                     # Jc_{t-1}, scaled in place below
+    for state, (M, decay) in enumerate(((Mc_hprev, f), (Mh_hprev, q))):
         # the one large product: (B, K E, H) @ (B, H, H) -> (B, K E, H), i.e. M Jh for all k
         xp.matmul(source[:, 1], M.transpose(0, 2, 1), out=target[:, state])
-        decayed *= decay[:, None, :]                        # f Jc, then q f Jc
+        decayed *= decay[:, None, :]                           # f Jc, then q f Jc
         target[:, state] += decayed
-    return J
+    return out
+
+
+def tangents_in_paper_orientation(J):
+    """The fast step's J (B, 2, K+1, E, H) as Jc, Jh (B, K+1, H, E): Jc[b, k] = G_{t,k}."""
+    return J[:, 0].transpose(0, 1, 3, 2), J[:, 1].transpose(0, 1, 3, 2)
 
 
 class StateGradientSums:
@@ -511,11 +444,12 @@ class StateGradientSums:
 
     Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
     all labelings ([c; h] stacked on the state axis), plus two float32 buffers of the same size in
-    the layout of ``state_gradient_step`` (K+1, 2, C, E, H): one step's class sums, and the window
-    that collects them before they are added to the float64 sums.
+    the fast step's layout (K+1, 2, C, E, H): one step's class sums, and the window that collects
+    them before ``flush`` adds them to the float64 sums (float32 sums would lose the small terms of
+    a long text).
 
     Labelings are int arrays over the stream positions, -1 meaning "in no class"; one labeling
-    "all" (every position in class 0) is always there, so that ``mean('all')`` is eq. (1)'s Gbar.
+    "all" (every position in class 0) is always there: ``G_bar`` is eq. (1)'s Gbar_tau.
     """
 
     def __init__(self, label_names: dict, K: int, H: int, E: int, xp=np):
@@ -532,17 +466,18 @@ class StateGradientSums:
         self.counts = np.zeros((K + 1, C), dtype=np.int64)
 
     def add(self, J, labels_at_source):
-        """Add G_{t,k} (J[:, :, k] of J: (B, 2, K+1, E, H)) to the sums of each class of x_{t-k}.
+        """Add G_{t,k} (the fast layout J (B, 2, K+1, E, H)) to the sums of each class of x_{t-k}.
 
-        Equal to the naive loop (tests/test_state_gradients.py::
+        Equal to the naive loop (tests/method/test_state_gradients.py::
         test_streaming_sums_equal_brute_force_average proves it):
 
+            Jc, Jh = tangents_in_paper_orientation(J)
             for name, labels in labels_at_source.items():
                 for b in range(B):
                     for k in range(K + 1):
                         if labels[b, k] >= 0:
                             C = offsets[name] + labels[b, k]
-                            sums[k, C] += [J[b, 0, k].T; J[b, 1, k].T];  counts[k, C] += 1
+                            sums[k, C] += [Jc[b, k]; Jh[b, k]];  counts[k, C] += 1
 
         done as one batched product: a one-hot (K+1, 1, C, B) matrix of "position b is in class C
         at delay k" times J seen as (K+1, 2, B, EH).
@@ -569,15 +504,9 @@ class StateGradientSums:
         sums += self.window.reshape(n_delays, 2, C, E, self.H).transpose(0, 2, 1, 4, 3)
         self.window[...] = 0.0
 
-    def merge(self, other: "StateGradientSums"):
-        """Add the sums and counts of another sweep over other streams of the same text."""
-        self.flush()
-        other.flush()
-        self.sums += other.sums
-        self.counts += other.counts
-
-    def mean(self, labeling: str = "all", state: str = "c"):
-        """Gbar_k per class (eq. 1): (n_classes, K+1, H, E) as NumPy; NaN where a count is 0."""
+    def G_bar_per_class(self, labeling: str, state: str = "c"):
+        """Gbar_k of each class of ``labeling`` (eq. 1 over its positions): (C, K+1, H, E) as
+        NumPy float64; NaN where no position was counted."""
         if state not in ("c", "h"):
             raise ValueError(f"state must be 'c' or 'h', not {state!r}")
         self.flush()
@@ -589,27 +518,29 @@ class StateGradientSums:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
+    def G_bar(self, state: str = "c"):
+        """Eq. (1): Gbar_k = mean over all positions t of G_{t,k}, for k = 0..K: (K+1, H, E)."""
+        return self.G_bar_per_class("all", state)[0]
+
     def count(self, labeling: str = "all"):
-        """Number of positions behind each mean: (n_classes, K+1)."""
+        """Number of positions behind each mean: (C, K+1)."""
         start = self.offsets[labeling]
         return self.counts[:, start:start + len(self.labelings[labeling])].T.copy()
 
 
 def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None, workers: int = 1):
-    """Read the text with the LSTM and sum the state gradients of every delay 0..K.
+                          window: int = 50, progress=None):
+    """Read the text with the LSTM and sum the state gradients of every delay 0..K (one thread).
 
-    The text is B parallel streams (like training); the state (h, c) and the tangents J = (Jc, Jh)
-    are carried from window to window, so that G_{t,k} is exact for every t >= k in a stream.
-    Slots whose source position lies before the stream's start are counted in no class.
+    The text is B parallel streams (like training); the state (h, c) and the tangents J are
+    carried from window to window, so that G_{t,k} is exact for every t >= k in a stream. Slots
+    whose source position lies before the stream's start are counted in no class.
 
     Args:
         params: the LM's arrays (on the backend that should do the work).
         streams: (B, N) word ids.   labelings: {name: (B, N) int class ids, -1 = none}.
         label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
         progress: optional callable(n) told after every step that n more positions are done.
-        workers: threads, each sweeping its own block of the streams (NumPy only; see
-            ``map_stream_blocks``).
     Returns:
         StateGradientSums with the sums and counts.
     """
@@ -618,23 +549,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
         raise ValueError(f"delay {K} is larger than the text (each of the {B} streams has {N} "
                          "words); use a smaller --max-delay or more text")
     xp = get_array_module(params["W_h"])
-    workers = max(1, min(workers, B)) if xp is np else 1
-    if workers == 1:
-        return _sweep_streams(params, streams, labelings, label_names, K, window, progress)
-    results = map_stream_blocks(
-        lambda rows: _sweep_streams(params, streams[rows],
-                                    {n: lab[rows] for n, lab in labelings.items()},
-                                    label_names, K, window, progress), B, workers)
-    for other in results[1:]:
-        results[0].merge(other)
-    return results[0]
-
-
-def _sweep_streams(params, streams, labelings, label_names, K, window, progress):
-    """``sweep_state_gradients`` on one thread: the loop over time steps."""
-    xp = get_array_module(params["W_h"])
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
-    B, N = streams.shape
     H, E = W_h.shape[1], W_x.shape[1]
     sums = StateGradientSums(label_names, K, H, E, xp=xp)
     all_labels = {"all": np.zeros_like(streams), **labelings}
@@ -643,12 +558,12 @@ def _sweep_streams(params, streams, labelings, label_names, K, window, progress)
     tokens = xp.asarray(streams)
     h = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
-    J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents Jc, Jh
+    J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents, fast layout
     J_next = xp.empty_like(J)                                # second buffer, swapped every step
     delays = np.arange(K + 1)
     for t in range(N):
         h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
-        J, J_next = state_gradient_step(J, cache, W_x, W_h, out=J_next), J
+        J, J_next = tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
         source = t + K - delays                              # (K+1,) column of x_{t-k}
         sums.add(J, {n: p[:, source] for n, p in padded.items()})
         if (t + 1) % window == 0:
@@ -660,7 +575,7 @@ def _sweep_streams(params, streams, labelings, label_names, K, window, progress)
 
 
 # ----------------------------------------------------------------------------------------------
-# 8. Measures: SVD (eq. 1), property vectors (eq. 2), cos(d, H_n) (eq. 3-4), m (eq. 5-6)
+# 7. Measures: SVD (eq. 1), property vectors (eq. 2), cos(d, H_n) (eq. 3-4), m (eq. 5-6)
 # ----------------------------------------------------------------------------------------------
 
 def singular_values(G_bar):
@@ -730,31 +645,34 @@ def whiten_vector(d, D):
 
 
 # ----------------------------------------------------------------------------------------------
-# 9. A one-second demo: python lstm_memory.py
+# 8. A one-second demo: python lstm_memory.py
 # ----------------------------------------------------------------------------------------------
 
 def demo(seed: int = 0, T: int = 8, k: int = 3):
-    """A tiny random LSTM reads T random words; prints G_{T-1,k} = dc_{T-1}/dx_{T-1-k} by the
-    forward-mode recurrence next to central finite differences, then sigma_1 and the sum of the
-    singular values of Gbar_tau (eq. 1) over a longer random text."""
+    """A tiny random LSTM reads T random words; prints G_{T-1,k} = dc_{T-1}/dx_{T-1-k} by the plain
+    tangent step, by the fast one and by central finite differences, then sigma_1 and the sum of
+    the singular values of Gbar_tau (eq. 1) over a longer random text."""
     rng = np.random.default_rng(seed)
     V, E, H = 7, 3, 4
     params = init_params(V, E, H, seed=seed, scale=0.8, dtype=np.float64)
     params["b"] = rng.normal(0.0, 0.5, 4 * H)                       # non-zero biases
+    W_x, W_h, b = params["W_x"], params["W_h"], params["b"]
     X = params["embedding"][rng.integers(0, V, T)][None]             # (1, T, E) one stream
 
     def final_c(X):
         c = h = np.zeros((1, H))
         for t in range(T):
-            h, c, _ = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
+            h, c, _ = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
         return c[0]                                                  # (H,)
 
-    J = np.zeros((1, 2, k + 1, E, H))                                # tangents Jc, Jh (transposed)
+    Jc = Jh = np.zeros((1, k + 1, H, E))                             # plain tangents
+    J, J_next = np.zeros((1, 2, k + 1, E, H)), np.empty((1, 2, k + 1, E, H))   # fast tangents
     h = c = np.zeros((1, H))
     for t in range(T):
-        h, c, cache = lstm_step_forward(X[:, t], h, c, params["W_x"], params["W_h"], params["b"])
-        J = state_gradient_step(J, cache, params["W_x"], params["W_h"])
-    forward_mode = J[0, 0, k].T                                      # (H, E)
+        h, c, cache = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
+        Jc, Jh = tangent_step(Jc, Jh, cache, W_x, W_h)
+        J, J_next = tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
+    plain, fast = Jc[0, k], tangents_in_paper_orientation(J)[0][0, k]   # (H, E) each
     finite_differences = np.zeros((H, E))
     eps = 1e-6
     for e in range(E):
@@ -762,15 +680,15 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
         step[0, T - 1 - k, e] = eps
         finite_differences[:, e] = (final_c(X + step) - final_c(X - step)) / (2 * eps)
     np.set_printoptions(precision=6, suppress=True)
-    print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1}, forward mode "
-          f"(H = {H} rows, E = {E} columns):")
-    print(forward_mode)
-    print("central finite differences:")
-    print(finite_differences)
-    print(f"largest difference: {np.abs(forward_mode - finite_differences).max():.1e}\n")
+    print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1} (H = {H} rows, E = {E} columns)")
+    for name, G in (("plain tangent step", plain), ("fast tangent step (folded, transposed)", fast),
+                    ("central finite differences", finite_differences)):
+        print(f"{name}:\n{G}")
+    print(f"largest difference, plain vs finite differences: "
+          f"{np.abs(plain - finite_differences).max():.1e}")
+    print(f"largest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
     streams = rng.integers(0, V, (4, 200))                           # (B, N) random text
-    G_bar = sweep_state_gradients(params, streams, {}, {}, K=6).mean("all", "c")[0]   # (K+1, H, E)
-    S = singular_values(G_bar)                                       # (K+1, min(H, E))
+    S = singular_values(sweep_state_gradients(params, streams, {}, {}, K=6).G_bar("c"))  # (K+1, min(H, E))
     print("Gbar_tau over 4 x 200 random words (eq. 1): tau, sigma_1, sum of sigma")
     for tau, s in enumerate(S):
         print(f"  {tau}  {s[0]:.4f}  {s.sum():.4f}")

@@ -1,34 +1,48 @@
-"""Forward-mode state gradients: finite differences, reverse mode, streaming averages, measures."""
+"""Forward-mode state gradients: the plain tangent step against finite differences and reverse
+mode, the fast step against the plain one, the streaming averages, the measures of eq. 1-6."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 import lstm_memory
+from tool import parallel
 from conftest import numerical_gradient, random_lstm
 
 dims = st.integers(min_value=1, max_value=4)
 
 
-def run_windows(X, h0, c0, W_x, W_h, b, K, window):
+def run_windows(X, h0, c0, W_x, W_h, b, K, window, fast=False):
     """Forward mode over X (B, T, E) in windows of ``window`` steps, carrying state and tangents
     across the boundaries; returns the Jacobians [dc_T; dh_T]/dx_{T-k}: (B, K+1, 2H, E) after the
-    last step (state_gradient_step keeps them transposed, as (B, 2, K+1, E, H))."""
+    last step, by the plain tangent step (or the fast one)."""
     B, T, E = X.shape
     H = W_h.shape[1]
-    J = np.zeros((B, 2, K + 1, E, H))
+    Jc = Jh = np.zeros((B, K + 1, H, E))
+    J, J_next = np.zeros((B, 2, K + 1, E, H)), np.empty((B, 2, K + 1, E, H))
     h, c = h0, c0
     for start in range(0, T, window):
         _, (h_end, c_end), caches = lstm_memory.lstm_forward(X[:, start:start + window], h, c, W_x, W_h, b)
         for cache in caches:
-            J = lstm_memory.state_gradient_step(J, cache, W_x, W_h)
+            if fast:
+                J, J_next = lstm_memory.tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
+            else:
+                Jc, Jh = lstm_memory.tangent_step(Jc, Jh, cache, W_x, W_h)
         h, c = h_end, c_end
-    return np.concatenate([J[:, 0], J[:, 1]], axis=-1).transpose(0, 1, 3, 2)
+    if fast:
+        Jc, Jh = lstm_memory.tangents_in_paper_orientation(J)
+    return np.concatenate([Jc, Jh], axis=2)                          # (B, K+1, 2H, E)
+
+
+def fast_layout(Jc, Jh):
+    """Plain tangents Jc, Jh (B, K+1, H, E) in the fast step's layout (B, 2, K+1, E, H)."""
+    return np.ascontiguousarray(np.stack([Jc, Jh], axis=1).transpose(0, 1, 2, 4, 3))
 
 
 @given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 7),
        window=st.integers(1, 4))
 def test_forward_mode_matches_finite_differences_across_windows(seed, B, E, H, T, window):
-    """Jc_{T-1,k} and Jh_{T-1,k} against central differences of c_T, h_T w.r.t. x_{T-1-k}."""
+    """The plain step's Jc_{T-1,k} and Jh_{T-1,k} against central differences of c_T, h_T
+    w.r.t. x_{T-1-k}."""
     rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
     X = rng.normal(size=(B, T, E))
     K = T - 1
@@ -74,6 +88,7 @@ def test_streaming_sums_equal_brute_force_average():
     tags = np.where(rng.random((B, N)) < 0.2, -1, rng.integers(0, 3, (B, N)))
     sums = lstm_memory.sweep_state_gradients(params, streams, {"tag": tags}, {"tag": ["a", "b", "c"]},
                                     K, window=5)
+    assert sums.sums.dtype == np.float64
     # brute force: G_{t,k} for every t and k from a fresh forward-mode run to t
     G = {}
     for bb in range(B):
@@ -93,11 +108,55 @@ def test_streaming_sums_equal_brute_force_average():
                 expected_sum[cls, k] += g
         np.testing.assert_array_equal(sums.count(labeling), expected_count)
         for state, rows in (("c", slice(0, H)), ("h", slice(H, 2 * H))):
-            mean = sums.mean(labeling, state)
+            mean = sums.G_bar_per_class(labeling, state)
             expected = expected_sum[:, :, rows] / np.maximum(expected_count, 1)[:, :, None, None]
             filled = expected_count > 0
             np.testing.assert_allclose(mean[filled], expected[filled], rtol=1e-5, atol=1e-6)
             assert np.all(np.isnan(mean[~filled]))
+
+
+@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, K=st.integers(0, 4))
+def test_fast_tangent_step_equals_the_plain_step(seed, B, E, H, K):
+    """One step from random (non-zero) tangents, non-zero biases and state: folded and
+    transposed, the step computes what the equations say."""
+    rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
+    _, _, cache = lstm_memory.lstm_step_forward(rng.normal(size=(B, E)), h0, c0, W_x, W_h, b)
+    Jc_prev, Jh_prev = rng.normal(size=(B, K + 1, H, E)), rng.normal(size=(B, K + 1, H, E))
+    Jc, Jh = lstm_memory.tangent_step(Jc_prev, Jh_prev, cache, W_x, W_h)
+    J = lstm_memory.tangent_step_fast_in_place(fast_layout(Jc_prev, Jh_prev), cache, W_x, W_h,
+                                               out=np.empty((B, 2, K + 1, E, H)))
+    fast_c, fast_h = lstm_memory.tangents_in_paper_orientation(J)
+    np.testing.assert_allclose(fast_c, Jc, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fast_h, Jh, rtol=1e-10, atol=1e-12)
+
+
+@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 7),
+       window=st.integers(1, 4))
+def test_fast_and_plain_sweeps_agree_across_windows(seed, B, E, H, T, window):
+    rng, W_x, W_h, b, h0, c0 = random_lstm(seed, B, E, H)
+    X = rng.normal(size=(B, T, E))
+    np.testing.assert_allclose(run_windows(X, h0, c0, W_x, W_h, b, T - 1, window, fast=True),
+                               run_windows(X, h0, c0, W_x, W_h, b, T - 1, window),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_the_fast_step_refuses_to_write_into_its_input():
+    rng, W_x, W_h, b, h0, c0 = random_lstm(0, 2, 3, 4)
+    _, _, cache = lstm_memory.lstm_step_forward(rng.normal(size=(2, 3)), h0, c0, W_x, W_h, b)
+    J = np.zeros((2, 2, 3, 3, 4))
+    with pytest.raises(ValueError, match="other than J_prev"):
+        lstm_memory.tangent_step_fast_in_place(J, cache, W_x, W_h, out=J)
+
+
+def test_running_sums_keep_small_terms_of_a_long_text():
+    """The sums are float64 across windows: 1e8 and then 1 average to 50000000.5 (float32 sums
+    would give 50000000)."""
+    sums = lstm_memory.StateGradientSums({}, K=0, H=1, E=1)
+    for value in (1e8, 1.0):
+        sums.add(np.full((1, 2, 1, 1, 1), value, dtype=np.float32), {"all": np.zeros((1, 1), int)})
+        sums.flush()                                       # one window each
+    assert sums.G_bar("c")[0, 0, 0] == 50000000.5
+    assert sums.count("all").tolist() == [[2]]
 
 
 def test_threaded_sweep_equals_the_single_thread_sweep():
@@ -106,11 +165,12 @@ def test_threaded_sweep_equals_the_single_thread_sweep():
     streams = rng.integers(0, 11, (5, 9))
     labels = {"tag": rng.integers(-1, 2, (5, 9))}
     one = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
-    three = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
+    three = parallel.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
     for labeling in ("all", "tag"):
         np.testing.assert_array_equal(one.count(labeling), three.count(labeling))
         for state in "ch":
-            np.testing.assert_allclose(one.mean(labeling, state), three.mean(labeling, state),
+            np.testing.assert_allclose(one.G_bar_per_class(labeling, state),
+                                       three.G_bar_per_class(labeling, state),
                                        rtol=1e-6, atol=1e-7)
 
 
@@ -191,7 +251,8 @@ def test_the_demo_prints_forward_mode_next_to_finite_differences():
     import sys
     out = subprocess.run([sys.executable, lstm_memory.__file__], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert float(re.search(r"largest difference: (\S+)", out.stdout).group(1)) < 1e-8
+    assert float(re.search(r"plain vs finite differences: (\S+)", out.stdout).group(1)) < 1e-8
+    assert float(re.search(r"fast vs plain: (\S+)", out.stdout).group(1)) < 1e-12
     assert "sigma_1" in out.stdout
 
 
@@ -207,7 +268,8 @@ def test_cupy_backend_matches_numpy():
     cpu = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=4)
     gpu = lstm_memory.sweep_state_gradients(on_gpu, streams, labels, {"tag": ["a", "b"]}, K=4)
     for state in "ch":
-        np.testing.assert_allclose(gpu.mean("tag", state), cpu.mean("tag", state), rtol=1e-6)
+        np.testing.assert_allclose(gpu.G_bar_per_class("tag", state),
+                                   cpu.G_bar_per_class("tag", state), rtol=1e-6)
     h0 = rng.normal(size=(3, 6))
     inputs, targets = streams[:, :5], streams[:, 1:6]
     loss, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, h0)

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 import analyze
-import checkpointing
+from tool.checkpoints import load_checkpoint, save_checkpoint
 import corpus
 import lstm_memory
 import train
+from tool import analysis, corpora
 from conftest import DEVICE, SMALL_LM_ARGS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]  # Table 1
 
@@ -78,12 +79,12 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
     against brute force in test_state_gradients), and Table 1 counts follow the gold tags."""
     assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "400", "--batch-size", "4") == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    params, _, meta, _ = checkpointing.load_checkpoint(checkpoints[0])
-    data = corpus.load_corpus("generated")
+    params, _, meta, _ = load_checkpoint(checkpoints[0])
+    data = corpora.load_corpus("generated")
     streams = corpus.batchify(data.ids["valid"][:400], 4)
     sums = lstm_memory.sweep_state_gradients({k: v.astype(np.float32) for k, v in params.items()},
                                     streams, {}, {}, K=6)
-    expected = lstm_memory.singular_values(sums.mean("all", "c")[0])[:, 0]
+    expected = lstm_memory.singular_values(sums.G_bar("c"))[:, 0]
     np.testing.assert_allclose(results["models"][0]["spectrum"]["c"]["sigma1"], expected, rtol=1e-6)
     tags = corpus.batchify(data.tags["valid"][:400], 4)                 # (4, 100), like the ids
     scheme = corpus.builtin_scheme("brown")
@@ -97,22 +98,22 @@ def test_results_follow_the_sums_of_the_method(checkpoints, tmp_path):
 
 
 def test_table2_word_classes_follow_majority_tags():
-    data = corpus.load_corpus("generated")
+    data = corpora.load_corpus("generated")
     scheme = corpus.builtin_scheme(data.scheme)
-    classes = analyze.word_classes(data, scheme)
-    tasks = analyze.table2_tasks(scheme, list(scheme.properties))
+    classes = corpus.word_classes(data, scheme)
+    tasks = analysis.table2_tasks(scheme, list(scheme.properties))
     index = data.word_to_id
-    ids, labels = analyze.task_dataset(classes, tasks["sg-pl"])
+    ids, labels = analysis.task_dataset(classes, tasks["sg-pl"])
     by_word = dict(zip((data.vocab[i] for i in ids), labels))
     assert by_word["cats"] == "pl" and by_word["cat"] == "sg" and by_word["john"] == "sg"
     assert "sees" not in by_word and "the" not in by_word
-    ids, labels = analyze.task_dataset(classes, tasks["N-V"])
+    ids, labels = analysis.task_dataset(classes, tasks["N-V"])
     assert dict(zip(ids, labels))[index["sees"]] == "verbs"
-    ids, labels = analyze.task_dataset(classes, tasks["all"], min_words=5)
+    ids, labels = analysis.task_dataset(classes, tasks["all"], min_words=5)
     assert set(labels) == {"NN", "NNS", "NP", "JJ", "VBZ", "VBP"}      # tags of >= 5 word types
-    ids, labels = analyze.task_dataset(classes, tasks["nouns"], min_words=7)
+    ids, labels = analysis.task_dataset(classes, tasks["nouns"], min_words=7)
     assert set(labels) == {"NN", "NNS"}                 # NP: 6 word types, too few for the row
-    ids, labels = analyze.task_dataset(classes, tasks["nouns"], min_words=5)
+    ids, labels = analysis.task_dataset(classes, tasks["nouns"], min_words=5)
     assert set(labels) == {"NN", "NNS", "NNP"}          # the paper's PTB noun tags: NP is NNP
 
 
@@ -147,10 +148,10 @@ def test_impossible_requests_are_one_clear_error(checkpoints, tmp_path, capsys, 
 
 
 def test_foreign_and_mismatched_checkpoints_are_refused(checkpoints, tmp_path, capsys):
-    params, vocab, meta, extra = checkpointing.load_checkpoint(checkpoints[0])
+    params, vocab, meta, extra = load_checkpoint(checkpoints[0])
     vocab[0], vocab[1] = vocab[1], vocab[0]
     mismatched = str(tmp_path / "mismatched.npz")
-    checkpointing.save_checkpoint(mismatched, params, vocab, meta, extra)
+    save_checkpoint(mismatched, params, vocab, meta, extra)
     assert analyse([mismatched], tmp_path) == 1
     assert "does not match the corpus" in capsys.readouterr().err
     assert analyse([str(tmp_path / "missing.npz")], tmp_path) == 1
@@ -207,7 +208,7 @@ def test_unknown_words_are_in_no_class(tmp_path, small_lm_args):
     assert train.main([*options, "--corpus", str(folder), "--epochs", "1", "--out", checkpoint]) == 0
     assert analyse([checkpoint], tmp_path, "--no-table2", "--max-delay", "2") == 0
     table1 = json.loads((tmp_path / "results.json").read_text())["models"][0]["table1"]["c"]
-    data = corpus.load_corpus(str(folder))
+    data = corpora.load_corpus(str(folder))
     n = len(data.ids["valid"]) // 20 * 20                                 # what batchify keeps
     ids, tags = data.ids["valid"][:n], data.tags["valid"][:n]
     unknown = ids == data.word_to_id[corpus.UNK]
@@ -275,7 +276,7 @@ def test_odd_checkpoint_names_and_the_command_line(checkpoints, tmp_path):
     assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
     usage = subprocess.run([sys.executable, "analyze.py", "--batch-size", "0"], cwd=ROOT, text=True,
                            capture_output=True)
-    assert usage.returncode == 2 and "at least 1" in usage.stderr
+    assert usage.returncode == 2 and "an integer >= 1" in usage.stderr
 
 
 def test_lms_of_one_corpus_name_with_other_settings_each_read_their_own_text(checkpoints, tmp_path):
@@ -287,7 +288,7 @@ def test_lms_of_one_corpus_name_with_other_settings_each_read_their_own_text(che
                    "--batch-size", "4") == 0
     models = json.loads((tmp_path / "results.json").read_text())["models"]
     for model, vocab_size in zip(models, (10000, 50)):
-        data = corpus.load_corpus("generated", vocab_size=vocab_size)
+        data = corpora.load_corpus("generated", vocab_size=vocab_size)
         ids, tags = data.ids["valid"][:400], data.tags["valid"][:400]
         known = ids != data.word_to_id[corpus.UNK]
         nouns = np.isin(tags, ["NN", "NNS", "NP", "NPS"]) & known
@@ -328,10 +329,10 @@ def test_reserved_property_names_are_refused(checkpoints, tmp_path, capsys, name
     (lambda meta: meta["train"]["history"].append({"epoch": 9}), "training state analyze.py cannot read"),
 ])
 def test_foreign_metadata_is_refused_before_the_sweeps(checkpoints, tmp_path, capsys, edit, sentence):
-    params, vocab, meta, extra = checkpointing.load_checkpoint(checkpoints[0])
+    params, vocab, meta, extra = load_checkpoint(checkpoints[0])
     edit(meta)
     foreign = str(tmp_path / "foreign.npz")
-    checkpointing.save_checkpoint(foreign, params, vocab, meta, extra)
+    save_checkpoint(foreign, params, vocab, meta, extra)
     assert analyse([foreign], tmp_path) == 1
     err = capsys.readouterr().err
     assert sentence in err and "Traceback" not in err

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import analyze
-import languages
 import train
+from tool import languages
 from conftest import DEVICE
 
 D, K = 6, 12

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corpus
-import own_text
 import train
+from tool import own_text
 from conftest import DEVICE
 
 CONLLU = ["# sent_id = 1", "1\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_",
@@ -34,7 +34,7 @@ def test_bom_and_crlf_read_like_plain_utf8(tmp_path, newline, bom):
     assert as_txt[0][1] == conllu[0][1]                            # CoNLL-U told by its first line
     word_tag = own_text.read_tagged_files(write(tmp_path / "b.txt", WORD_TAG, newline, bom))
     assert word_tag[0][1][0][0] == ("the", "AT", "_")                # not '\ufeffthe'
-    scheme = corpus.read_scheme(write(tmp_path / "classes.txt", CLASSES, newline, bom))
+    scheme = own_text.read_scheme(write(tmp_path / "classes.txt", CLASSES, newline, bom))
     assert list(scheme.pos) == ["nouns"] and scheme.classes["pl"].where.endswith("classes.txt:4")
     assert scheme.classes["pl"].tags == ("NNS",)
 
@@ -62,7 +62,7 @@ def test_binary_files_are_refused_in_one_sentence(tmp_path, content, where):
         assert str(error.value).startswith(f"{tmp_path / name} is a binary file, not UTF-8 text ({where})")
     (tmp_path / "classes.txt").write_bytes(content)
     with pytest.raises(corpus.CorpusError, match=r"classes.txt is a binary file, not UTF-8 text .*class file"):
-        corpus.read_scheme(str(tmp_path / "classes.txt"))
+        own_text.read_scheme(str(tmp_path / "classes.txt"))
 
 
 def test_a_binary_corpus_stops_train_with_one_line(tmp_path, capsys):
@@ -190,6 +190,6 @@ def test_fuzz_files_of_random_bytes(tmp_path, data, name):
     except corpus.CorpusError as error:
         check_message(error, str(path), n_lines)
     try:
-        corpus.read_scheme(str(path))
+        own_text.read_scheme(str(path))
     except corpus.CorpusError as error:
         check_message(error, str(path), n_lines)

@@ -12,13 +12,14 @@ import time
 import numpy as np
 import pytest
 
-import checkpointing
+from tool.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 import corpus
-import languages
 import lstm_memory
 import train
+import word2vec
+from tool import corpora, languages, training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ def run(tmp_path, small_lm_args):
 def test_small_lm_beats_the_unigram_baseline(run):
     code, out = run("--epochs", "4", "--lr", "1.0")
     assert code == 0
-    _, _, meta, _ = checkpointing.load_checkpoint(out)
-    data = corpus.load_corpus("generated")
+    _, _, meta, _ = load_checkpoint(out)
+    data = corpora.load_corpus("generated")
     counts = np.bincount(data.ids["train"], minlength=len(data.vocab)) + 1.0
     unigram_ppl = math.exp(-np.log(counts / counts.sum())[data.ids["valid"]].mean())
     assert meta["train"]["best_valid_ppl"] < 0.5 * unigram_ppl
@@ -42,14 +43,14 @@ def test_small_lm_beats_the_unigram_baseline(run):
 
 
 def test_cbow_loss_falls_and_neighbours_make_sense():
-    data = corpus.load_corpus("generated")
+    data = corpora.load_corpus("generated")
     # sample=1 turns sub-sampling off: every word of this 60-word language is "frequent"
-    W_in, losses = train.train_cbow(data.ids["train"], len(data.vocab), 8, min_count=1, epochs=5,
+    W_in, losses = word2vec.train_cbow(data.ids["train"], len(data.vocab), 8, min_count=1, epochs=5,
                                     sample=1.0, progress=False,
                                     eos_id=data.word_to_id[corpus.EOS])
     chance = 6 * np.log(2)                  # untrained: s(score) = 1/2 for the word and 5 negatives
     assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.65 * chance
-    near = train.nearest_neighbours(W_in, data.vocab, ["cats"], k=8)["cats"]
+    near = word2vec.nearest_neighbours(W_in, data.vocab, ["cats"], k=8)["cats"]
     plural_nouns = set(languages.LEXICON["NNS"])
     assert len(plural_nouns & set(near)) >= 6          # same slot and number in the grammar
 
@@ -64,14 +65,14 @@ def test_cbow_step_follows_word2vec_c_on_a_hand_worked_example():
     """
     W_in = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     W_out = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, -1.0]])
-    loss = train.cbow_step(W_in, W_out, np.array([[0, 1]]), np.array([[1.0, 1.0]]), np.array([2]),
+    loss = word2vec.cbow_step(W_in, W_out, np.array([[0, 1]]), np.array([[1.0, 1.0]]), np.array([2]),
                            np.array([[0]]), rate=0.1)
     assert np.isclose(loss, 2 * np.log(2))
     np.testing.assert_allclose(W_in, [[1.05, -0.05], [0.05, 0.95], [0.0, 0.0]])
     np.testing.assert_allclose(W_out, [[-0.025, -0.025], [0.0, 0.0], [1.025, -0.975]])
     # padding gets nothing, and a negative equal to the centre is skipped (word2vec.c)
     W_in2, W_out2 = W_in.copy(), W_out.copy()
-    loss = train.cbow_step(W_in2, W_out2, np.array([[0, 1]]), np.array([[1.0, 0.0]]), np.array([2]),
+    loss = word2vec.cbow_step(W_in2, W_out2, np.array([[0, 1]]), np.array([[1.0, 0.0]]), np.array([2]),
                            np.array([[2]]), rate=0.1)
     h = W_in[0]                                                        # only context 0 is real
     s = 1 / (1 + np.exp(-(h @ W_out[2])))
@@ -88,10 +89,10 @@ def test_cbow_windows_stop_at_sentence_ends():
     a, b, eos = 0, 1, 2
     W_init = np.random.default_rng(0).uniform(-0.5 / 4, 0.5 / 4, (3, 4))   # train_cbow's first draw
     settings = dict(eos_id=eos, min_count=1, sample=1.0, epochs=2, negative=1, progress=False)
-    W_in, losses = train.train_cbow(np.tile([a, eos, b, eos], 200), 3, 4, **settings)
+    W_in, losses = word2vec.train_cbow(np.tile([a, eos, b, eos], 200), 3, 4, **settings)
     np.testing.assert_array_equal(W_in, W_init)
     assert losses == [0.0, 0.0]
-    W_in, _ = train.train_cbow(np.tile([a, b, eos], 200), 3, 4, **settings)
+    W_in, _ = word2vec.train_cbow(np.tile([a, b, eos], 200), 3, 4, **settings)
     np.testing.assert_array_equal(W_in[eos], W_init[eos])
     assert not np.allclose(W_in[a], W_init[a]) and not np.allclose(W_in[b], W_init[b])
 
@@ -99,7 +100,7 @@ def test_cbow_windows_stop_at_sentence_ends():
 def test_cbow_model_keeps_its_embeddings_frozen(run, tmp_path):
     code, out = run("--epochs", "1", "--embeddings", "cbow")
     assert code == 0
-    params, _, meta, _ = checkpointing.load_checkpoint(out)
+    params, _, meta, _ = load_checkpoint(out)
     cbow = np.load(str(tmp_path / "lstm_memory.cbow.npy"))
     np.testing.assert_array_equal(params["embedding"], cbow.astype(np.float32))
     assert meta["train"]["cbow"]["loss_per_epoch"][-1] < meta["train"]["cbow"]["loss_per_epoch"][0]
@@ -108,8 +109,8 @@ def test_cbow_model_keeps_its_embeddings_frozen(run, tmp_path):
 def test_checkpoint_round_trip(tmp_path):
     params = lstm_memory.init_params(5, 2, 3, seed=1)
     path = str(tmp_path / "c.npz")
-    checkpointing.save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
-    loaded, vocab, meta, extra = checkpointing.load_checkpoint(path)
+    save_checkpoint(path, params, list("abcde"), {"x": [1, 2]}, {"h": np.ones((2, 3))})
+    loaded, vocab, meta, extra = load_checkpoint(path)
     assert vocab == list("abcde") and meta == {"x": [1, 2]}
     np.testing.assert_array_equal(extra["h"], np.ones((2, 3)))
     for name in params:
@@ -119,8 +120,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def assert_same_params(path_a, path_b):
-    a, _, meta_a, _ = checkpointing.load_checkpoint(path_a)
-    b, _, meta_b, _ = checkpointing.load_checkpoint(path_b)
+    a, _, meta_a, _ = load_checkpoint(path_a)
+    b, _, meta_b, _ = load_checkpoint(path_b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert [h["valid_ppl"] for h in meta_a["train"]["history"]] == \
@@ -135,7 +136,7 @@ def test_resume_equals_an_uninterrupted_run(run):
     code, _ = run("--resume", "--epochs", "2", name="resumed.npz")
     assert code == 0
     assert_same_params(straight, interrupted)
-    assert_same_params(train.last_path(straight), train.last_path(interrupted))
+    assert_same_params(training.last_path(straight), training.last_path(interrupted))
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch):
@@ -152,10 +153,10 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(run, capsys, monkeypatch)
     monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", interrupting)
     code, out = run("--epochs", "1", name="ctrlc.npz")
     monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", original)
-    assert code == 130 and os.path.exists(train.last_path(out))
+    assert code == 130 and os.path.exists(training.last_path(out))
     resume = f"python train.py --resume --out {out}"
     assert last_line(capsys.readouterr().err) == f"stopped; resume with: {resume}"
-    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
+    _, _, meta, _ = load_checkpoint(training.last_path(out))
     assert meta["train"]["window"] == 9 and not meta["train"]["finished"]
     assert run("--resume", name="ctrlc.npz")[0] == 0
     assert_same_params(straight, out)
@@ -174,8 +175,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, capsys, m
     assert code == 1
     message = last_line(capsys.readouterr().err)
     assert "non-finite loss or gradient at epoch 1, window 6" in message
-    assert f"the last good state is in {train.last_path(out)}" in message      # a file that exists
-    params, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
+    assert f"the last good state is in {training.last_path(out)}" in message      # a file that exists
+    params, _, meta, _ = load_checkpoint(training.last_path(out))
     assert meta["train"]["window"] == 5                 # the last good save is untouched
     assert all(np.all(np.isfinite(v)) for v in params.values())
 
@@ -187,8 +188,8 @@ def test_unusable_checkpoints_are_refused_with_one_sentence(tmp_path, content):
         np.savez(path, weights=np.zeros(3))
     else:
         path.write_bytes(content)
-    with pytest.raises(checkpointing.CheckpointError) as info:
-        checkpointing.load_checkpoint(str(path))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(str(path))
     assert "\n" not in str(info.value)
 
 
@@ -197,15 +198,15 @@ def test_truncated_checkpoint_is_refused(run, tmp_path):
     data = open(out, "rb").read()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(checkpointing.CheckpointError, match="not a readable checkpoint"):
-        checkpointing.load_checkpoint(str(truncated))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(str(truncated))
 
 
 def test_resume_refuses_a_checkpoint_of_another_vocabulary(run, capsys):
     code, out = run("--epochs", "1", "--stop-after", "3")
-    params, vocab, meta, extra = checkpointing.load_checkpoint(train.last_path(out))
+    params, vocab, meta, extra = load_checkpoint(training.last_path(out))
     vocab[0], vocab[1] = vocab[1], vocab[0]
-    checkpointing.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
+    save_checkpoint(training.last_path(out), params, vocab, meta, extra)
     assert run("--resume")[0] == 1
     assert "does not match the corpus" in capsys.readouterr().err
 
@@ -232,7 +233,7 @@ def test_no_early_stop_before_the_learning_rate_decays(run, monkeypatch):
     scores = iter([50.0, 60.0, 40.0, 45.0, 44.0])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(scores, 1.0))
     code, out = run("--epochs", "5", "--decay-after", "2", "--min-improvement", "0")
-    _, _, meta, _ = checkpointing.load_checkpoint(out)
+    _, _, meta, _ = load_checkpoint(out)
     history = [h["valid_ppl"] for h in meta["train"]["history"]]
     assert history == [50.0, 60.0, 40.0, 45.0]           # epoch 2 worse: goes on; epoch 4: stops
     assert meta["train"]["best_valid_ppl"] == 40.0
@@ -243,7 +244,7 @@ def test_the_default_schedule_runs_every_epoch_and_keeps_the_best(run, monkeypat
     scores = iter([50.0, 60.0, 40.0, 45.0, 44.0])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(scores, 1.0))
     code, out = run("--epochs", "5", "--decay-after", "2")
-    _, _, meta, _ = checkpointing.load_checkpoint(out)
+    _, _, meta, _ = load_checkpoint(out)
     assert [h["valid_ppl"] for h in meta["train"]["history"]] == [50.0, 60.0, 40.0, 45.0, 44.0]
     assert meta["train"]["best_valid_ppl"] == 40.0 and meta["train"]["finished"]
 
@@ -341,7 +342,7 @@ def test_an_out_in_a_read_only_folder_is_refused(run, tmp_path, capsys):
 
 def test_the_out_folder_is_created(run, tmp_path):
     code, out = run("--stop-after", "2", name="new/folder/lstm_memory.npz")
-    assert code == 0 and os.path.isfile(train.last_path(out))
+    assert code == 0 and os.path.isfile(training.last_path(out))
 
 
 @pytest.mark.parametrize("options, split, tokens", [
@@ -354,7 +355,7 @@ def test_a_corpus_too_short_for_the_streams_is_refused_before_training(run, opti
     def no_cbow(*args, **kwargs):
         raise AssertionError("CBOW ran before the corpus was checked")
 
-    monkeypatch.setattr(train, "train_cbow", no_cbow)
+    monkeypatch.setattr(word2vec, "train_cbow", no_cbow)
     code, _ = run("--embeddings", "cbow", *options)
     message = last_line(capsys.readouterr().err)
     assert code == 1 and f"the {split} split of generated has {tokens} tokens, too few" in message
@@ -378,7 +379,7 @@ def test_resume_refuses_options_that_contradict_the_checkpoint(run, stopped, opt
     code, _ = run("--resume", option, ours)
     message = last_line(capsys.readouterr().err)
     assert code == 1
-    assert f"{option} {ours} contradicts {train.last_path(stopped)}" in message
+    assert f"{option} {ours} contradicts {training.last_path(stopped)}" in message
     assert f"trained with {option} {theirs}" in message
 
 
@@ -391,7 +392,7 @@ def test_resume_accepts_options_with_the_checkpoints_values_and_more_epochs(run,
     code, _ = run("--resume", "--hidden-size", "16", "--lr", "1", "--epochs", "3",
                   "--stop-after", "2")
     assert code == 0
-    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(stopped))
+    _, _, meta, _ = load_checkpoint(training.last_path(stopped))
     assert meta["settings"]["epochs"] == 3 and meta["train"]["window"] == 5
 
 
@@ -401,18 +402,18 @@ def test_a_real_ctrl_c_saves_exits_130_and_the_run_resumes(run, small_lm_args, t
                               "--epochs", "30", "--save-every", "20"], cwd=ROOT, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not os.path.exists(train.last_path(out)) and child.poll() is None:
+    while not os.path.exists(training.last_path(out)) and child.poll() is None:
         assert time.monotonic() < deadline, "no state saved within a minute"
         time.sleep(0.02)
     child.send_signal(signal.SIGINT)                   # the user presses Ctrl-C
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and "Traceback" not in err
     assert f"stopped; resume with: python train.py --resume --out {out}" in err
-    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out), required=("train",))
+    _, _, meta, _ = load_checkpoint(training.last_path(out), required=("train",))
     assert not meta["train"]["finished"]
     window, epoch = meta["train"]["window"], meta["train"]["epoch"]
     assert run("--resume", "--stop-after", "1")[0] == 0
-    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out))
+    _, _, meta, _ = load_checkpoint(training.last_path(out))
     assert (meta["train"]["epoch"], meta["train"]["window"]) == (epoch, window + 1)
 
 
@@ -420,7 +421,7 @@ def test_ctrl_c_outside_the_training_loop_exits_130(run, capsys, monkeypatch):
     def pressed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_cbow", pressed)
+    monkeypatch.setattr(word2vec, "train_cbow", pressed)
     assert run("--embeddings", "cbow")[0] == 130
     assert "interrupted" in last_line(capsys.readouterr().err)
 
@@ -448,10 +449,10 @@ def test_a_full_disk_ends_in_one_sentence_and_keeps_the_last_good_state(run, tmp
     monkeypatch.setattr(np, "savez", failing_savez(3, {"n": 0}))     # the save of window 15
     code, out = run("--epochs", "1", "--save-every", "5")
     message = last_line(capsys.readouterr().err)
-    assert code == 1 and message.startswith(f"error: could not write {train.last_path(out)} "
+    assert code == 1 and message.startswith(f"error: could not write {training.last_path(out)} "
                                             "(No space left on device)")
-    assert f"{train.last_path(out)} holds the last good state" in message
-    _, _, meta, _ = checkpointing.load_checkpoint(train.last_path(out), required=("train",))
+    assert f"{training.last_path(out)} holds the last good state" in message
+    _, _, meta, _ = load_checkpoint(training.last_path(out), required=("train",))
     assert meta["train"]["window"] == 10
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
 
@@ -461,7 +462,7 @@ def test_a_first_save_that_fails_says_nothing_was_saved(run, capsys, monkeypatch
     code, out = run("--epochs", "1", "--save-every", "5")
     message = last_line(capsys.readouterr().err)
     assert code == 1 and "no resumable state is left" in message
-    assert not os.path.exists(train.last_path(out))
+    assert not os.path.exists(training.last_path(out))
 
 
 def test_an_out_folder_removed_mid_run_ends_in_one_sentence(run, tmp_path, capsys, monkeypatch):
@@ -476,7 +477,7 @@ def test_an_out_folder_removed_mid_run_ends_in_one_sentence(run, tmp_path, capsy
     monkeypatch.setattr(lstm_memory, "lm_loss_and_grads", removing)
     code, out = run("--epochs", "1", "--save-every", "5", name="runs/lstm_memory.npz")
     message = last_line(capsys.readouterr().err)
-    assert code == 1 and message.startswith(f"error: could not write {train.last_path(out)}")
+    assert code == 1 and message.startswith(f"error: could not write {training.last_path(out)}")
     assert "no resumable state is left" in message
 
 
@@ -491,7 +492,7 @@ def test_a_non_finite_loss_before_any_save_names_no_missing_file(run, capsys, mo
     code, out = run("--epochs", "1")
     message = last_line(capsys.readouterr().err)
     assert code == 1 and "window 0: training stopped; no resumable state was saved yet" in message
-    assert ".last.npz" not in message and not os.path.exists(train.last_path(out))
+    assert ".last.npz" not in message and not os.path.exists(training.last_path(out))
 
 
 def test_stale_temporary_files_of_this_out_are_removed_at_the_start(run, tmp_path):
@@ -510,7 +511,7 @@ def test_checkpoints_follow_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
         path = tmp_path / "c.npz"
-        checkpointing.save_checkpoint(str(path), lstm_memory.init_params(5, 2, 3), list("abcde"), {})
+        save_checkpoint(str(path), lstm_memory.init_params(5, 2, 3), list("abcde"), {})
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
@@ -519,7 +520,7 @@ def test_checkpoints_follow_the_umask(tmp_path, umask, mode):
 def write_checkpoint(path, params=None, vocab=None, meta=None, **extra):
     """A checkpoint of a tiny LM, any part of it replaced, written with plain np.savez."""
     arrays = {**lstm_memory.init_params(5, 2, 3, seed=1), **(params or {})}
-    meta = {"format": train.FORMAT, "settings": {}, "train": {}} if meta is None else meta
+    meta = {"format": training.FORMAT, "settings": {}, "train": {}} if meta is None else meta
     np.savez(path, **arrays, vocab=np.asarray(list("abcde") if vocab is None else vocab),
              meta=np.asarray(meta if isinstance(meta, np.ndarray) else json.dumps(meta)), **extra)
     return str(path)
@@ -528,9 +529,9 @@ def write_checkpoint(path, params=None, vocab=None, meta=None, **extra):
 @pytest.mark.parametrize("part, sentence", [
     ({"meta": [1, 2]}, "metadata that is not a JSON object"),
     ({"meta": np.zeros(3)}, "metadata that is not a JSON object"),
-    ({"meta": {"format": train.FORMAT, "train": {}}}, "lacks the metadata field(s) settings"),
+    ({"meta": {"format": training.FORMAT, "train": {}}}, "lacks the metadata field(s) settings"),
     ({"meta": {"settings": {}, "train": {}}}, "lacks the metadata field(s) format"),
-    ({"meta": {"format": train.FORMAT, "settings": [], "train": {}}},
+    ({"meta": {"format": training.FORMAT, "settings": [], "train": {}}},
      "metadata field settings that is not a JSON object"),
     ({"meta": {"format": 1, "settings": {}, "train": {}}},
      "metadata field format that is not a string"),
@@ -545,8 +546,8 @@ def write_checkpoint(path, params=None, vocab=None, meta=None, **extra):
 def test_foreign_checkpoints_are_refused_field_by_field(tmp_path, part, sentence):
     path = write_checkpoint(tmp_path / "foreign.npz", part.get("params"), part.get("vocab"),
                             part.get("meta"), **part.get("extra", {}))
-    with pytest.raises(checkpointing.CheckpointError) as info:
-        checkpointing.load_checkpoint(path, required=("format", "settings", "train"))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, required=("format", "settings", "train"))
     assert sentence in str(info.value) and "\n" not in str(info.value)
 
 
@@ -554,15 +555,15 @@ def test_a_single_npy_array_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "one.npz"
     with open(path, "wb") as handle:
         np.save(handle, np.zeros(3))
-    with pytest.raises(checkpointing.CheckpointError, match="not a readable checkpoint"):
-        checkpointing.load_checkpoint(str(path))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(str(path))
 
 
 def edit_last_state(out, edit):
     """Load <out>.last.npz, let ``edit(params, meta, extra)`` change it, write it back."""
-    params, vocab, meta, extra = checkpointing.load_checkpoint(train.last_path(out))
+    params, vocab, meta, extra = load_checkpoint(training.last_path(out))
     edit(params, meta, extra)
-    checkpointing.save_checkpoint(train.last_path(out), params, vocab, meta, extra)
+    save_checkpoint(training.last_path(out), params, vocab, meta, extra)
 
 
 @pytest.mark.parametrize("edit, sentence", [
@@ -616,5 +617,5 @@ def test_a_finished_run_trains_longer_with_a_larger_epochs(run, capsys):
     assert run("--resume")[0] == 0
     assert "already finished training (1 epochs)" in capsys.readouterr().err
     assert run("--resume", "--epochs", "2")[0] == 0
-    meta = checkpointing.load_checkpoint(out)[2]
+    meta = load_checkpoint(out)[2]
     assert [h["epoch"] for h in meta["train"]["history"]] == [1, 2] and meta["train"]["finished"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import corpus
-import own_text
+from tool import corpora, own_text
 from conftest import needs_brown
 
 PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]  # Table 1
@@ -19,9 +19,9 @@ def test_split_rule_puts_every_genre_in_every_split():
 
 
 def test_generated_corpus_is_deterministic_and_aligned():
-    a, b = corpus.load_corpus("generated", seed=1), corpus.load_corpus("generated", seed=1)
+    a, b = corpora.load_corpus("generated", seed=1), corpora.load_corpus("generated", seed=1)
     assert a.words["train"][:50] == b.words["train"][:50]
-    assert a.words["train"] != corpus.load_corpus("generated", seed=2).words["train"]
+    assert a.words["train"] != corpora.load_corpus("generated", seed=2).words["train"]
     for split in corpus.SPLITS:
         assert len(a.words[split]) == len(a.tags[split]) == len(a.ids[split]) > 0
     eos = a.tags["train"] == corpus.EOS
@@ -32,7 +32,7 @@ def test_vocabulary_keeps_the_most_frequent_words_plus_unk():
     vocab = corpus.build_vocab("b a c a b a d".split(), vocab_size=2)
     assert vocab == ["a", "b", corpus.UNK]
     assert corpus.build_vocab("y x".split(), 5) == ["x", "y", corpus.UNK]   # ties alphabetical
-    data = corpus.load_corpus("generated", vocab_size=10)
+    data = corpora.load_corpus("generated", vocab_size=10)
     assert len(data.vocab) == 11 and (data.ids["valid"] == 10).any()
 
 
@@ -127,7 +127,7 @@ def test_batchify_and_majority_tags():
     assert streams.shape == (4, 5) and list(streams[1]) == [5, 6, 7, 8, 9]
     with pytest.raises(ValueError):
         corpus.batchify(np.arange(5), 4)
-    data = corpus.load_corpus("generated")
+    data = corpora.load_corpus("generated")
     analyses = corpus.majority_analyses(data)
     index = data.word_to_id
     assert analyses[index["cats"]] == ("NNS", "_") and analyses[index["sees"]] == ("VBZ", "_")
@@ -139,14 +139,14 @@ def test_missing_corpus_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     monkeypatch.setattr(nltk, "download", lambda *a, **k: False)
     with pytest.raises(corpus.CorpusError, match="python -m nltk.downloader brown"):
-        corpus.load_corpus("brown")
+        corpora.load_corpus("brown")
     with pytest.raises(corpus.CorpusError, match="no corpus named 'nonsense'"):
-        corpus.load_corpus("nonsense")
+        corpora.load_corpus("nonsense")
 
 
 @needs_brown
 def test_brown_split_sizes_genres_and_tags():
-    data = corpus.load_corpus("brown")
+    data = corpora.load_corpus("brown")
     sizes = {s: len(data.ids[s]) for s in corpus.SPLITS}
     total = sum(sizes.values())
     assert 0.75 < sizes["train"] / total < 0.85 and 0.08 < sizes["valid"] / total < 0.12
@@ -173,7 +173,7 @@ def test_brown_split_sizes_genres_and_tags():
 @needs_brown
 def test_treebank_drops_traces():
     try:
-        data = corpus.load_corpus("treebank")
+        data = corpora.load_corpus("treebank")
     except corpus.CorpusError:
         pytest.skip("the Treebank sample is not installed")
     assert "-NONE-" not in set(data.tags["train"])

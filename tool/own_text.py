@@ -9,9 +9,8 @@
     ``corpus.CorpusError`` naming file:line.
   * ``guess_scheme``: the built-in class scheme that fits the tags of the user's text.
 
-``corpus.read_documents`` calls it for any corpus name that is a path. Last in the reading order,
-with languages.py (after lstm_memory.py, train.py, analyze.py and corpus.py): it serves the tool,
-not the paper's set-up.
+``tool.corpora.load_corpus`` calls it for any corpus name that is a path; ``read_scheme`` reads
+the user's class file (``analyze.py --classes``).
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import os
 import re
 
 from corpus import (CORPORA, NO_FEATS, SENTENCES_PER_DOCUMENT, CorpusError, builtin_scheme,
-                    quote)
+                    parse_scheme, quote)
 
 
 def read_text(path: str, kind: str) -> list:
@@ -50,6 +49,11 @@ def read_text(path: str, kind: str) -> list:
                           f"UTF-8")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return lines[:-1] if lines[-1] == "" else lines
+
+
+def read_scheme(path: str):
+    """The user's class file ``path`` (``analyze.py --classes``) as a corpus.Scheme."""
+    return parse_scheme("\n".join(read_text(path, "a class file")), path, user_file=True)
 
 
 def read_tagged_files(path: str, tag_column: str = "upos"):

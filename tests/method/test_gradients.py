@@ -3,6 +3,8 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import lstm_memory
+import word2vec
+from tool import parallel
 from conftest import numerical_gradient, random_lstm
 
 TOL = dict(rtol=1e-5, atol=1e-7)
@@ -40,15 +42,15 @@ def test_window_bptt_with_carried_state_and_fixed_dropout(seed, B, E, H, T, work
     mask = (rng.random((B, T, H)) > 0.5) / 0.5
 
     def loss(_):
-        return lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False,
-                                             workers=workers)[0]
+        return parallel.lm_loss_and_grads(params, inputs, targets, h0, c0, mask, backward=False,
+                                          workers=workers)[0]
 
-    value, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask,
-                                                    workers=workers)
+    value, grads, _ = parallel.lm_loss_and_grads(params, inputs, targets, h0, c0, mask,
+                                                 workers=workers)
     one_value, one_thread, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, mask)
     assert np.isclose(value, one_value, rtol=1e-12)
-    no_mask = [lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, backward=False,
-                                             workers=n) for n in (1, workers)]
+    no_mask = [parallel.lm_loss_and_grads(params, inputs, targets, h0, c0, backward=False,
+                                          workers=n) for n in (1, workers)]
     assert np.isclose(no_mask[0][0], no_mask[1][0], rtol=1e-12)
     np.testing.assert_allclose(no_mask[0][2][1], no_mask[1][2][1], rtol=1e-12)   # c_T
     for name in params:
@@ -88,11 +90,11 @@ def test_cbow_gradients_match_finite_differences(seed, N, E, window, k):
     mask = (rng.random((N, 2 * window)) < 0.7).astype(np.float64)
     mask[:, 0] = 1.0                                                   # at least one context word
     centers, negatives = rng.integers(0, V, N), rng.integers(0, V, (N, k))
-    h = lstm_memory.context_mean(W_in, contexts, mask)
+    h = word2vec.context_mean(W_in, contexts, mask)
 
     def loss(_):
-        return lstm_memory.cbow_loss_and_grads(h, W_out, centers, negatives)[0]
+        return word2vec.cbow_loss_and_grads(h, W_out, centers, negatives)[0]
 
-    _, dh, dW_out = lstm_memory.cbow_loss_and_grads(h, W_out, centers, negatives)
+    _, dh, dW_out = word2vec.cbow_loss_and_grads(h, W_out, centers, negatives)
     np.testing.assert_allclose(dh, numerical_gradient(loss, h), **TOL)
     np.testing.assert_allclose(dW_out, numerical_gradient(loss, W_out), **TOL)

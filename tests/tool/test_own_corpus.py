@@ -7,9 +7,8 @@ import pytest
 
 import analyze
 import corpus
-import languages
-import own_text
 import train
+from tool import corpora, languages, own_text
 from conftest import DEVICE, SMALL_LM_ARGS
 
 UPOS = {  # the generated language's Brown tags -> (UPOS, FEATS)
@@ -55,7 +54,7 @@ def conllu_dir(tmp_path_factory):
 
 
 def test_conllu_is_read_with_upos_features_and_ud_splits(conllu_dir):
-    data = corpus.load_corpus(str(conllu_dir))
+    data = corpora.load_corpus(str(conllu_dir))
     reference = languages.generate_documents(n_docs=20, sentences_per_doc=40)
     first = reference[0][0]
     assert data.words["train"][:len(first)] == [w for w, _, _ in first]       # no multiword, no ghost
@@ -64,26 +63,26 @@ def test_conllu_is_read_with_upos_features_and_ud_splits(conllu_dir):
     assert list(data.feats["train"][:len(first)]) == [UPOS[t][1] for _, t, _ in first]
     n_valid = sum(len(s) + 1 for doc in reference[16:18] for s in doc)     # + <eos> per sentence
     assert len(data.ids["valid"]) == n_valid and data.scheme == "upos"
-    xpos = corpus.load_corpus(str(conllu_dir), tag_column="xpos")
+    xpos = corpora.load_corpus(str(conllu_dir), tag_column="xpos")
     assert list(xpos.tags["train"][:len(first)]) == [t for _, t, _ in first] and xpos.scheme == "brown"
 
 
 def test_word_tag_text_is_split_into_documents(tmp_path):
     path = tmp_path / "tagged.txt"
     write_word_tag(path, languages.generate_documents(n_docs=10, sentences_per_doc=40))   # 400 sentences
-    data = corpus.load_corpus(str(path))
+    data = corpora.load_corpus(str(path))
     sizes = {s: len(data.ids[s]) for s in corpus.SPLITS}
     assert data.scheme == "brown" and all(sizes.values())
     assert sizes["train"] > 5 * sizes["valid"]                          # blocks of 50: 6 train, 1, 1
     with pytest.raises(corpus.CorpusError, match="no valid and no test text"):
         write_word_tag(path, languages.generate_documents(n_docs=1, sentences_per_doc=40))
-        corpus.load_corpus(str(path))
+        corpora.load_corpus(str(path))
 
 
 def test_a_folder_of_small_files_is_split_as_one_text(tmp_path):
     for i, sents in enumerate(languages.generate_documents(n_docs=10, sentences_per_doc=40)):
         write_word_tag(tmp_path / f"part{i:02d}", [sents])            # 40 sentences each
-    data = corpus.load_corpus(str(tmp_path))
+    data = corpora.load_corpus(str(tmp_path))
     assert all(len(data.ids[s]) > 0 for s in corpus.SPLITS)
 
 
@@ -91,7 +90,7 @@ def test_tags_no_built_in_scheme_knows_need_a_class_file(tmp_path, capsys):
     path = tmp_path / "odd.txt"
     path.write_text("".join(" ".join(f"{w}/T{len(w)}" for w, _, _ in s) + "\n"
                             for doc in languages.generate_documents(n_docs=10) for s in doc))
-    assert corpus.load_corpus(str(path)).scheme is None
+    assert corpora.load_corpus(str(path)).scheme is None
     out = tmp_path / "odd.npz"
     assert train.main([*SMALL, "--corpus", str(path), "--out", str(out)]) == 0
     assert analyze.main(["--checkpoints", str(out), "--out-dir", str(tmp_path), "--no-progress"]) == 1
@@ -118,14 +117,14 @@ def test_malformed_word_tag_and_missing_paths(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("the/AT cat/NN\nthe/AT dog\n")
     with pytest.raises(corpus.CorpusError, match=r"words.txt:2: 'dog' is not word/TAG"):
-        corpus.load_corpus(str(path))
+        corpora.load_corpus(str(path))
     path.write_text("the/AT\tcat/NN\n")                                # tabs, but not CoNLL-U
     assert own_text.read_tagged_files(str(path))[0][1] == [[("the", "AT", "_"), ("cat", "NN", "_")]]
     with pytest.raises(corpus.CorpusError, match="no corpus named"):
-        corpus.load_corpus(str(tmp_path / "absent"))
+        corpora.load_corpus(str(tmp_path / "absent"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(corpus.CorpusError, match="holds no files"):
-        corpus.load_corpus(str(tmp_path / "empty"))
+        corpora.load_corpus(str(tmp_path / "empty"))
 
 
 CLASSES = """# my classes

@@ -6,8 +6,7 @@
   * ``generate_documents`` (``--corpus generated``): a tiny English-like grammar with Brown tags and
     subject-verb agreement, small enough for the tests to train an LM on in a second.
 
-``corpus.read_documents`` reads both like any other corpus. Last in the reading order, with
-own_text.py (after lstm_memory.py, train.py, analyze.py and corpus.py): it serves the tests and the
+``tool.corpora.load_corpus`` reads both like any other corpus. They serve the tests and the
 planted-memory check, not the paper's set-up.
 """
 from __future__ import annotations

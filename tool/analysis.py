@@ -1,0 +1,263 @@
+"""analyze.py's inputs, each checked before the long work: checkpoints and the corpus they were
+trained on, class schemes and properties, Table 2's rows; and the sweeps, kept in a cache so that a
+rerun with the same LM, text, classes and K reuses them."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+import zipfile
+
+import numpy as np
+from tqdm import tqdm
+
+import corpus
+import lstm_memory
+from tool import checkpoints, files, parallel
+from tool.checkpoints import CheckpointError
+from tool.corpora import corpus_settings, load_corpus
+from tool.own_text import read_scheme
+
+POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of their classes
+    ("N-V-Adj-Adv-Pro", ("nouns", "verbs", "adjectives", "adverbs", "pronouns")),
+    ("N-V", ("nouns", "verbs")),
+    ("N-Adj", ("nouns", "adjectives")),
+    ("V-Adv", ("verbs", "adverbs")),
+]
+HELD_OUT = 0.2       # Table 2: share of the word types scored once
+RESERVED = {"all", "freq", "pos", "pos_band", "unk", "tags", "noun_tags", "nouns",  # labelings,
+            *(row for row, _ in POS_TASKS)}                   # word_classes keys, Table 2 rows
+
+
+class AnalysisError(Exception):
+    """Input the analysis cannot use, with one sentence saying why."""
+
+
+@dataclasses.dataclass
+class Model:
+    """One LM and what the analysis knows of it."""
+    name: str                  # the checkpoint's file name without .npz
+    path: str
+    params: dict               # PARAM_SHAPES arrays (NumPy)
+    meta: dict                 # the checkpoint's metadata (settings, training history)
+    data: corpus.Corpus        # the corpus it was trained on (shared by LMs of one corpus)
+    corpus_key: str            # its corpus settings as JSON: LMs with equal keys share one text
+    classes: dict = None       # word_classes(): one list over the vocabulary per key
+    whitening: np.ndarray = None   # D (E, E) of --whiten
+
+
+def load_model(path, corpus_cache) -> Model:
+    """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
+    the Corpus, so that LMs of one corpus share one reading of it."""
+    params, vocab, meta, _ = checkpoints.load_checkpoint(path, required=("settings",))
+    check_model_meta(path, meta)
+    settings = corpus_settings(meta["settings"])
+    key = json.dumps(settings, sort_keys=True)
+    if key not in corpus_cache:
+        corpus_cache[key] = load_corpus(**settings)
+    data = corpus_cache[key]
+    checkpoints.check_vocab(path, vocab, data.vocab)
+    name = os.path.splitext(os.path.basename(path))[0]
+    return Model(name, path, params, meta, data, key)
+
+
+SETTING_TYPES = {"corpus": str, "vocab_size": int, "max_train_tokens": (int, type(None)),
+                 "seed": int, "embeddings": str}     # the settings analyze.py reads, and their types
+
+
+def check_model_meta(path, meta):
+    """Refuse, in one sentence, metadata whose settings or training history analyze.py cannot use."""
+    settings, train = meta["settings"], meta.get("train", {})
+    for key, kinds in SETTING_TYPES.items():
+        if not isinstance(settings.get(key), kinds) or isinstance(settings.get(key), bool):
+            raise CheckpointError(f"{path} lacks a usable training setting {key} "
+                                  f"({settings.get(key)!r:.40}): was it written by train.py?")
+    history = train.get("history", []) if isinstance(train, dict) else None
+    usable = isinstance(history, list) and all(
+        isinstance(entry, dict) and all(isinstance(entry.get(k), (int, float))
+                                        for k in ("epoch", "valid_ppl")) for entry in history)
+    if not usable:
+        raise CheckpointError(f"{path} has a training state analyze.py cannot read: was it written "
+                              "by train.py?")
+
+
+def load_scheme(args, data):
+    """The class scheme for ``data``: --classes FILE or the built-in one, plus --property pairs."""
+    if args.classes:
+        scheme = read_scheme(args.classes)
+        corpus.check_tags_exist(scheme, data.tags["train"])
+    elif data.scheme is None:
+        raise AnalysisError(f"no built-in classes fit the tags of {data.name}: describe them in a "
+                            f"class file and pass --classes FILE")
+    else:
+        scheme = corpus.builtin_scheme(data.scheme)
+    for prop in args.property:
+        scheme.properties[prop] = tuple(corpus.property_side(scheme, side, f"--property {prop}")
+                                        for side in prop.split(":"))
+    return scheme
+
+
+def usable_properties(scheme, models, asked=()):
+    """The properties whose two sides have words in every LM's vocabulary. An empty side of a
+    user's class file or of a property ``asked`` for (--property) is an error naming its line; a
+    built-in property without words (a corpus with no Number features, say) is left out with a
+    note."""
+    usable = []
+    for prop, sides in scheme.properties.items():
+        if prop in RESERVED:
+            raise AnalysisError(f"{sides[0].where}: a property cannot be named {prop!r} (reserved: "
+                                f"{', '.join(sorted(RESERVED))})")
+        if sides[0].name == sides[1].name:
+            raise AnalysisError(f"{sides[0].where}: property {prop!r} has the class "
+                                f"{sides[0].name!r} on both sides")
+        empty = [c for c in sides if any(c.name not in m.classes[prop] for m in models)]
+        if not empty:
+            usable.append(prop)
+        elif scheme.user_file or prop in asked:
+            raise AnalysisError(f"{empty[0].where}: class {empty[0].name!r} of property {prop!r} has "
+                                f"no word seen {corpus.MIN_WORD_COUNT} times in training")
+        else:
+            print(f"note: property {prop} left out: class {empty[0].name} has no word in this "
+                  f"corpus", file=sys.stderr)
+    return usable
+
+
+def writable_directory(path, what):
+    """Create ``path`` and prove it writable with a probe file, before any long work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AnalysisError(f"{what} {path} is a file, not a folder: give a folder's name")
+    try:
+        files.probe_folder(path)
+    except OSError as error:
+        raise AnalysisError(f"{what} {path} cannot be written: {error.strerror or error}") from None
+
+
+def cache_folder(model, args):
+    """--sweep-cache, or the folder 'sweeps' beside the checkpoint."""
+    return args.sweep_cache or os.path.join(os.path.dirname(os.path.abspath(model.path)), "sweeps")
+
+
+def cached_sweep(model, streams, labelings, names, K, args, xp):
+    """lstm_memory.sweep_state_gradients for one LM, or its sums from --sweep-cache when this LM,
+    text, labelling and K were swept before; returns StateGradientSums and the seconds it took."""
+    key = hashlib.sha256()
+    with open(model.path, "rb") as f:
+        key.update(hashlib.file_digest(f, "sha256").digest())
+    for array in (streams, *(labelings[n] for n in sorted(labelings))):
+        key.update(np.ascontiguousarray(array).tobytes())
+        key.update(str(array.shape).encode())                  # the streams' layout
+    key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
+    path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
+    H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
+    sums = lstm_memory.StateGradientSums(names, K, H, E, xp=np)
+    if os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                sums.sums, sums.counts = saved["sums"], saved["counts"]
+            print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
+            return sums, 0.0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            print(f"{model.name}: {path} is unreadable: sweeping again", file=sys.stderr)
+    on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
+    bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
+    clock = time.perf_counter()
+    sums = parallel.sweep_state_gradients(on_device, streams, labelings, names, K,
+                                    progress=bar.update, workers=args.workers)
+    lstm_memory.synchronize(xp)
+    seconds = time.perf_counter() - clock
+    bar.close()
+    sums.flush()
+    files.atomic_write(path, lambda f: np.savez(f, sums=lstm_memory.to_numpy(sums.sums),
+                                                        counts=sums.counts))
+    return sums, seconds
+
+
+def why_not_splittable(labels, folds):
+    """None when ``labels`` can be split 80/20 stratified and the training part into ``folds``
+    stratified folds; else the reason, for the note that leaves the row out."""
+    counts = collections.Counter(labels)
+    held_out = int(np.ceil(HELD_OUT * len(labels)))
+    if len(counts) < 2:
+        return f"it has {len(counts)} class"
+    if held_out < len(counts) or len(labels) - held_out < len(counts):
+        return f"{len(labels)} words are too few to hold out one of each of {len(counts)} classes"
+    if min(counts.values()) < folds + 1:
+        rare = min(counts, key=counts.get)
+        return f"class {rare} has {counts[rare]} words, fewer than --cv-folds + 1 = {folds + 1}"
+    return None
+
+
+def table2_datasets(models, tasks, folds):
+    """{row: {model name: (word ids, labels)}} for the rows every LM can split; the others are
+    left out with a note (checked before the sweeps)."""
+    rows = {}
+    for task, spec in tasks.items():
+        datasets = {m.name: task_dataset(m.classes, spec) for m in models}
+        reasons = [why_not_splittable(labels, folds) for _, labels in datasets.values()]
+        if any(reasons):
+            print(f"note: Table 2 row {task} left out: {next(r for r in reasons if r)}",
+                  file=sys.stderr)
+        else:
+            rows[task] = datasets
+    return rows
+
+
+def table2_tasks(scheme, properties):
+    """Table 2's rows for a scheme: row -> (word_classes key, the classes it keeps; None: all)."""
+    tasks = {"all": ("tags", None)}
+    if "nouns" in scheme.pos:
+        tasks["nouns"] = ("noun_tags", None)
+    tasks.update({row: ("pos", keep) for row, keep in POS_TASKS if set(keep) <= set(scheme.pos)})
+    tasks.update({prop: (prop, None) for prop in properties})
+    return tasks
+
+
+def task_dataset(classes, task_spec, min_words=10):
+    """(word ids, labels) for one row of Table 2 (word types labelled by their majority tag).
+
+    "all" and "nouns" keep the tags that are the majority tag of at least ``min_words`` words.
+    """
+    key, keep = task_spec
+    labels = classes[key]
+    if keep is None and key in ("tags", "noun_tags"):
+        counts = collections.Counter(t for t in labels if t is not None)
+        keep = {t for t, n in counts.items() if n >= min_words}
+    ids = [i for i, label in enumerate(labels) if label is not None and (keep is None or label in keep)]
+    return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
+
+
+def load_models(args) -> tuple:
+    """Every checkpoint of --checkpoints with the corpus it was trained on and its word classes,
+    checked: --out-dir and the sweep cache writable, distinct names, --top-n possible, --whiten's
+    factor, one class scheme for all. Returns (models, scheme)."""
+    writable_directory(args.out_dir, "--out-dir")
+    corpus_cache, models, schemes = {}, [], {}
+    for path in args.checkpoints:
+        model = load_model(path, corpus_cache)
+        writable_directory(cache_folder(model, args), "the sweep cache")
+        if model.name in (m.name for m in models):
+            raise AnalysisError(f"two checkpoints are named {model.name}: give them different names")
+        H, E = model.params["W_h"].shape[1], model.params["embedding"].shape[1]
+        if args.top_n > min(H, E):
+            raise AnalysisError(f"--top-n {args.top_n} is larger than min(H, E) = {min(H, E)} of "
+                                f"{path} (the embedding size is {E}, the state size {H})")
+        if args.whiten:
+            try:
+                model.whitening = lstm_memory.whitening(model.params["embedding"].astype(np.float64))
+            except np.linalg.LinAlgError:
+                raise AnalysisError(f"--whiten: the embeddings of {path} have a singular "
+                                    "covariance (fewer words than dimensions, or repeated "
+                                    "vectors)") from None
+        if model.corpus_key not in schemes:
+            schemes[model.corpus_key] = load_scheme(args, model.data)
+        model.classes = corpus.word_classes(model.data, schemes[model.corpus_key])
+        models.append(model)
+    if len({s.source for s in schemes.values()}) > 1:
+        raise AnalysisError("these LMs were trained on corpora with different classes "
+                            f"({', '.join(sorted({s.source for s in schemes.values()}))}): "
+                            "analyse them in separate runs")
+    return models, next(iter(schemes.values()))
