@@ -5,21 +5,12 @@
     python analyze.py --checkpoints ud.npz --classes my_classes.txt --property Tense=Past:Tense=Pres
 
 Reads the evaluation text with each LM while carrying forward-mode state gradients for every delay
-0..K (lstm_memory.sweep_state_gradients), then writes to --out-dir:
-
-  figure1.png/.pdf   sigma_1 and sum of singular values of Gbar_tau against delay tau (paper Fig. 1)
-  table1.md/.csv     sigma_1 at tau = 0 per part of speech, normalised in brackets (Table 1)
-  table1_bands.md/.csv  Table 1 within frequency-rank bands of the vocabulary
-  table2.md/.csv     accuracy of logistic regression predicting POS classes from embeddings (Table 2)
-  figure2.png/.pdf   relative memory m and cos(d, H_n) for each property, e.g. sg-pl (Figure 2)
-  response.png/.pdf  |Gbar_tau (mean_a - mean_b)| for each property: Figure 2 before normalising d
-  frequency.png/.pdf sigma_1 against delay for words of a few frequency bins
-  validation.png/.pdf validation perplexity per epoch of each LM's training
-  results.json       every number behind them
+0..K (lstm_memory.sweep_state_gradients), then writes Figure 1, Tables 1 and 2, Figure 2 and more
+to --out-dir, with results.json holding every number behind them (the list: tool/outputs.py).
 
 A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
-normalisation). The sweeps' sums are kept (a folder 'sweeps' beside each checkpoint, or
---sweep-cache), so that --whiten, --state or another --property sweeps nothing again.
+normalisation). The sweeps' sums are kept (~/.cache/state-gradients/sweeps, or --sweep-cache), so
+that --whiten, --state or another --property sweeps nothing again.
 
 Reading order: the options, the labelled text, then one short function per paper output (Figure 1,
 Table 1, Figure 2, Table 2) and ``analyse``, which runs them. Checks, the sweep cache and the
@@ -40,16 +31,15 @@ from tqdm import tqdm
 import corpus
 import lstm_memory
 from tool import analysis, cli, outputs
-from tool.analysis import HELD_OUT
 from tool.checkpoints import CheckpointError
 
 STATES = {"c": ("c",), "h": ("h",), "both": ("c", "h")}
 EXIT_STATUS = "exit status: 0 done; 1 error (one line on stderr); 2 usage; 130 Ctrl-C"
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EXIT_STATUS,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=cli.HelpFormatter)
     p.add_argument("--checkpoints", nargs="+",
                    default=["checkpoints/joint.npz", "checkpoints/cbow.npz"],
                    help="LM checkpoints written by train.py (one colour/panel each; they may differ "
@@ -76,14 +66,16 @@ def parse_args(argv=None):
                                         "table1_bands.md)")
     p.add_argument("--max-tokens", type=cli.at_least(1), default=None,
                    help="analyse the first N tokens only")
-    p.add_argument("--batch-size", type=cli.at_least(1), default=20, help="parallel streams of the text")
+    p.add_argument("--batch-size", type=cli.at_least(1), default=20,
+                   help="parallel streams of the text")
     p.add_argument("--whiten", action="store_true",
                    help="whiten the embedding space (Cholesky factor of its covariance) so that "
                         "singular values of different LMs share one scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
     p.add_argument("--sweep-cache", default=None, metavar="DIR",
-                   help="where the sweeps' sums are kept for reruns (default: a folder 'sweeps' "
-                        "beside each checkpoint)")
+                   help="where the sweeps' sums are kept for reruns (default: "
+                        "$XDG_CACHE_HOME/state-gradients/sweeps, else "
+                        "~/.cache/state-gradients/sweeps)")
     p.add_argument("--device", default="auto", choices=cli.DEVICES, help=cli.DEVICE_HELP)
     p.add_argument("--workers", type=cli.at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")
@@ -94,16 +86,12 @@ def parse_args(argv=None):
                         "setting on the training words")
     p.add_argument("--no-table2", action="store_true", help="skip Table 2 (minutes of fits)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if args.frequency_bins != sorted(set(args.frequency_bins)):
-        p.error("--frequency-bins must be increasing ranks")
-    for prop in args.property:
-        sides = prop.split(":")
-        if len(sides) != 2 or not all(sides):
-            p.error(f"--property {prop}: write two classes or features as A:B")
-        if sides[0] == sides[1]:
-            p.error(f"--property {prop}: the two sides must differ")
-    return args
+    return p
+
+
+def parse_args(argv=None):
+    p = build_parser()
+    return analysis.check_options(p, p.parse_args(argv))
 
 
 @dataclasses.dataclass
@@ -123,14 +111,16 @@ def labelled_text(data, scheme, properties, args) -> LabelledText:
     ids = data.ids[args.split][:args.max_tokens]                             # (N,)
     n_per_stream = len(ids) // args.batch_size
     if n_per_stream <= args.max_delay:
-        raise analysis.AnalysisError(f"--max-delay {args.max_delay} is larger than the text: the {args.split} "
-                            f"split gives {n_per_stream} words per stream ({args.batch_size} streams)")
+        raise analysis.AnalysisError(
+            f"--max-delay {args.max_delay} is larger than the text: the {args.split} split gives "
+            f"{n_per_stream} words per stream ({args.batch_size} streams)")
     tags, feats = data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)]   # (N,)
     known = ids != data.word_to_id[corpus.UNK]                               # (N,)
     pos = np.where(known, scheme.pos_labels(tags, feats), -1)                # (N,)
     empty = [c for i, c in enumerate(scheme.pos.values()) if not (pos == i).any()]
     if empty:
-        raise analysis.AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the analysed text")
+        raise analysis.AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the "
+                                     "analysed text")
     bin_names, bins = corpus.frequency_bins(data.vocab, args.frequency_bins)
     band = bins[ids]                                                         # (N,)
     pos_band = np.where((pos >= 0) & (band >= 0), pos * len(bin_names) + band, -1)
@@ -148,29 +138,10 @@ def labelled_text(data, scheme, properties, args) -> LabelledText:
     return LabelledText(streams, batch(table1), table1_names, batch(memory), memory_names)
 
 
-@dataclasses.dataclass
-class Spectrum:
-    """Figure 1 for one state: per delay, sigma_1, the sum of sigma and the sum of the top n."""
-    sigma1: list
-    sum: list
-    top_n: list
-
-
-@dataclasses.dataclass
-class PropertyMemory:
-    """Figure 2 for one property and state, per delay: r = |Gbar d| (eq. 5), m = r / sigma_1 (eq. 6),
-    cos(d, H_n) (eq. 3-4), and r_abs = r |mean_a - mean_b|: how far the state moves when a word of
-    class b is swapped for one of class a, tau steps back. None where no position was averaged."""
-    r: list
-    m: list
-    cos_Hn: list
-    r_abs: list
-
-
-def figure1(G_bar, n) -> Spectrum:
+def figure1(G_bar, n) -> outputs.Spectrum:
     """Figure 1: the singular values of Gbar_tau = U S V^T (eq. 1), G_bar (K+1, H, E)."""
     S = lstm_memory.singular_values(G_bar)                                   # (K+1, min(H, E))
-    return Spectrum(S[:, 0].tolist(), S.sum(1).tolist(), S[:, :n].sum(1).tolist())
+    return outputs.Spectrum(S[:, 0].tolist(), S.sum(1).tolist(), S[:, :n].sum(1).tolist())
 
 
 def table1(G_bar_per_class, counts, names, normalise=True):
@@ -185,10 +156,10 @@ def table1(G_bar_per_class, counts, names, normalise=True):
                 "count": int(n)} for c, s, n in zip(names, sigma1, counts)}
 
 
-def figure2(G_bar, d, length, n) -> PropertyMemory:
+def figure2(G_bar, d, length, n) -> outputs.PropertyMemory:
     """Figure 2 for a unit property vector d (eq. 2) with |mean_a - mean_b| = ``length``: r, m
     (eq. 5-6) and cos(d, H_n) (eq. 3-4) at every delay of G_bar (K+1, H, E)."""
-    curves = PropertyMemory([], [], [], [])
+    curves = outputs.PropertyMemory([], [], [], [])
     for G in G_bar:
         defined = not np.isnan(G).any()
         r, m = lstm_memory.relative_memory(G, d) if defined else (None, None)
@@ -301,8 +272,8 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=HELD_OUT, stratify=y,
-                                                        random_state=split_seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=analysis.HELD_OUT, stratify=y, random_state=split_seed)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     grid = list(classifier_grid(seeds))
@@ -369,7 +340,8 @@ def main(argv=None) -> int:
         lambda: analyse(args),
         (CheckpointError, corpus.CorpusError, analysis.AnalysisError, RuntimeError, ValueError,
          np.linalg.LinAlgError),
-        "interrupted; the finished sweeps are kept for the next run (--sweep-cache)")
+        "interrupted; the finished sweeps are kept for the next run (--sweep-cache)",
+        folders=[args.out_dir])
 
 
 if __name__ == "__main__":

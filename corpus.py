@@ -17,6 +17,8 @@ classes. It imports nothing of the project; the tool's readers (tool/) import it
 from __future__ import annotations
 
 import collections
+import contextlib
+import io
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -275,7 +277,10 @@ def _nltk_reader(name: str):
     try:
         nltk.data.find(f"corpora/{name}/")       # the trailing / also finds corpora/{name}.zip
     except LookupError:
-        if not nltk.download(name, quiet=True, raise_on_error=False):
+        noise = io.StringIO()                # the downloader's own messages, replaced by ours
+        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            downloaded = nltk.download(name, quiet=True, raise_on_error=False, print_error_to=noise)
+        if not downloaded:
             raise CorpusError(
                 f"the {name} corpus is not installed and could not be downloaded: run "
                 f"`python -m nltk.downloader {name}` when online, or set NLTK_DATA to a folder "

@@ -30,7 +30,6 @@ import corpus
 import lstm_memory
 from tool import cli, parallel, training
 from tool.checkpoints import CheckpointError
-from tool.corpora import CORPUS_OPTIONS
 
 EXIT_STATUS = ("exit status: 0 trained, or stopped by --stop-after; 1 error (one line on stderr); "
                "2 usage; 130 Ctrl-C, after saving the resumable state")
@@ -44,7 +43,7 @@ def corpus_name(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The options: data, model and optimisation (the paper's values), word2vec CBOW, the run."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EXIT_STATUS,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=cli.HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--corpus", default="brown", type=corpus_name, metavar="NAME_OR_PATH",
                       help="brown or treebank (read through NLTK), synthetic (planted memory), "
@@ -98,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     w2v.add_argument("--cbow-lr", type=cli.POSITIVE, default=0.05,
                      help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
-    run.add_argument("--out", default="checkpoints/joint.npz", help="best checkpoint (.npz)")
+    run.add_argument("--out", default=None,
+                     help="best checkpoint (.npz); default: runs/joint.npz or runs/cbow.npz, after "
+                          "--embeddings (the committed LMs in checkpoints/ are never the default)")
     run.add_argument("--resume", action="store_true",
                      help="continue from <out>.last.npz with its settings; a data, model or "
                           "optimisation option given as well must have the checkpoint's value "
@@ -125,6 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--fixed-distance is an option of --corpus synthetic")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
         p.error("--max-train-tokens is too small for --batch-size streams")
+    args.out = args.out or os.path.join("runs", f"{args.embeddings}.npz")
     unset = object()                    # parsed again onto "unset": what stays unset was not typed
     typed = p.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
     return argparse.Namespace(**vars(args),
@@ -281,7 +283,8 @@ def main(argv=None) -> int:
         lambda: result.update(train(args)),
         (training.TrainingError, CheckpointError, corpus.CorpusError, FloatingPointError,
          RuntimeError, ValueError),
-        "interrupted; the checkpoints written before are kept")
+        "interrupted; the checkpoints written before are kept",
+        folders=[os.path.dirname(os.path.abspath(args.out))])
     if status == 0 and result.get("finished"):
         print(json.dumps({k: result[k] for k in ("best_valid_ppl", "test_ppl", "train_seconds")}))
     return status

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lstm_memory  # noqa: E402
 import train  # noqa: E402
+from tool import cli, parallel  # noqa: E402
 
 
 def times_of(xp, fn, repeats):
@@ -57,10 +58,10 @@ def bench_train(xp, args):
     inputs, targets = (xp.asarray(rng.integers(0, V, (B, T))) for _ in range(2))
     mask = xp.asarray((rng.random((B, T, H)) >= 0.5) * 2.0, dtype=np.float32)
     h = xp.zeros((B, H), dtype=np.float32)
-    workers = train.blas_threads()
+    workers = cli.blas_threads()
 
     def step():
-        _, grads, _ = lstm_memory.lm_loss_and_grads(params, inputs, targets, h, h, mask, workers=workers)
+        _, grads, _ = parallel.lm_loss_and_grads(params, inputs, targets, h, h, mask, workers=workers)
         train.sgd_step(params, grads, list(params), 0.1, T, 5.0)
 
     with threadpool_limits(limits=1, user_api="blas"):      # as train.py runs it
@@ -74,7 +75,7 @@ def bench_train(xp, args):
     print(f"train: {median:,.0f} tokens/s (median of {args.repeats} windows of {B}x{T}; "
           f"{np.min(tokens_per_s):,.0f} to {np.max(tokens_per_s):,.0f}), V={V}, E={E}, H={H}: "
           f"{median / bound:.2f} of the bound ({bound:,.0f} tokens/s: {flop / N / 1e6:.1f} MFLOP "
-          f"a token at {flop / N * bound / 1e9:.0f} GFLOP/s) on {train.machine_name(xp)}")
+          f"a token at {flop / N * bound / 1e9:.0f} GFLOP/s) on {cli.machine_name(xp)}")
 
 
 def bench_analysis(xp, args):
@@ -87,7 +88,7 @@ def bench_analysis(xp, args):
     # Table 1 are in its cheap delay-0 sweep)
     labels = {"freq": rng.integers(-1, args.classes, (B, N))}
     names = {"freq": [f"bin {i}" for i in range(args.classes)]}
-    run = lambda: lstm_memory.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
+    run = lambda: parallel.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
                                            workers=args.workers)
     tracemalloc.start()
     run()                                                     # warm-up, and peak memory
@@ -105,7 +106,7 @@ def bench_analysis(xp, args):
           f"{f', {args.workers} workers' if xp is np else ''}: "
           f"{median / bound:.2f} of the bound ({bound:,.1f} positions/s: {flop / 1e9:.2f} GFLOP "
           f"a position at {flop * bound / 1e9:.0f} GFLOP/s), peak memory {peak / 2**20:,.0f} MiB "
-          f"on {train.machine_name(xp)}")
+          f"on {cli.machine_name(xp)}")
 
 
 if __name__ == "__main__":
@@ -123,7 +124,7 @@ if __name__ == "__main__":
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="analysis threads")
     args = p.parse_args()
-    xp = lstm_memory.get_backend(args.device)
+    xp = cli.backend(args.device)
     if args.what in ("all", "train"):
         bench_train(xp, args)
     if args.what in ("all", "analysis"):

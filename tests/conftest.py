@@ -67,6 +67,28 @@ needs_brown = pytest.mark.skipif(not brown_available(),
 
 
 @pytest.fixture(autouse=True, scope="session")
+def cache_home(tmp_path_factory):
+    """The scripts' cache folder (tool.cli.cache_home) in a temporary folder, never the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which tests were skipped for want of the corpus, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "Brown" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"note: the Brown corpus was not found, so {len(skipped)} tests of the real corpus were "
+            "skipped: set NLTK_DATA to a folder with corpora/brown.zip (docs/reproduction.md)")
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_blas_thread():
     """The tests' matrices are tiny: one BLAS thread is faster than several and does not compete
     with the threads of the threaded sweep."""

@@ -19,6 +19,7 @@ import corpus
 import lstm_memory
 from tool import checkpoints, files, parallel
 from tool.checkpoints import CheckpointError
+from tool.cli import cache_home
 from tool.corpora import corpus_settings, load_corpus
 from tool.own_text import read_scheme
 
@@ -31,6 +32,19 @@ POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of 
 HELD_OUT = 0.2       # Table 2: share of the word types scored once
 RESERVED = {"all", "freq", "pos", "pos_band", "unk", "tags", "noun_tags", "nouns",  # labelings,
             *(row for row, _ in POS_TASKS)}                   # word_classes keys, Table 2 rows
+
+
+def check_options(parser, args):
+    """The checks argparse cannot make on analyze.py's options (a usage error, status 2)."""
+    if args.frequency_bins != sorted(set(args.frequency_bins)):
+        parser.error("--frequency-bins must be increasing ranks")
+    for prop in args.property:
+        sides = prop.split(":")
+        if len(sides) != 2 or not all(sides):
+            parser.error(f"--property {prop}: write two classes or features as A:B")
+        if sides[0] == sides[1]:
+            parser.error(f"--property {prop}: the two sides must differ")
+    return args
 
 
 class AnalysisError(Exception):
@@ -137,8 +151,8 @@ def writable_directory(path, what):
 
 
 def cache_folder(model, args):
-    """--sweep-cache, or the folder 'sweeps' beside the checkpoint."""
-    return args.sweep_cache or os.path.join(os.path.dirname(os.path.abspath(model.path)), "sweeps")
+    """--sweep-cache, or the folder 'sweeps' of the user's cache folder (tool.cli.cache_home)."""
+    return args.sweep_cache or os.path.join(cache_home(), "sweeps")
 
 
 def cached_sweep(model, streams, labelings, names, K, args, xp):

@@ -42,6 +42,22 @@ DEVICES = ("auto", "cpu", "gpu")
 DEVICE_HELP = "auto: CuPy when it sees a GPU, else NumPy"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each default shown once: not for options without one (None, a flag's False)
+    nor where the help text already says what the default is."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def cache_home() -> str:
+    """The folder for caches: $XDG_CACHE_HOME/state-gradients, else ~/.cache/state-gradients."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "state-gradients")
+
+
 def backend(device: str = "auto"):
     """The array module for ``--device`` in DEVICES: numpy or cupy."""
     if device not in DEVICES:
@@ -100,10 +116,27 @@ class Stopped(Exception):
     """Ctrl-C during the work: what was finished is saved, the run ends with status 130."""
 
 
-def exit_status(body, errors: tuple, interrupted: str) -> int:
+def exit_status(body, errors: tuple, interrupted: str, folders=()) -> int:
     """Run ``body()`` and return the scripts' exit status: 0 done, 1 an error of ``errors`` or
     an OSError (one line on stderr, no traceback), 130 Ctrl-C (``Stopped``'s message, or
-    ``interrupted`` for a Ctrl-C outside the loops)."""
+    ``interrupted`` for a Ctrl-C outside the loops). Those of ``folders`` that the run created
+    are removed again when it fails and leaves them empty."""
+    new = []                                     # the folders that do not exist yet, deepest first
+    for folder in map(os.path.abspath, folders):
+        while not os.path.exists(folder):
+            new.append(folder)
+            folder = os.path.dirname(folder)
+    status = _status(body, errors, interrupted)
+    for folder in sorted(set(new), key=len, reverse=True) if status else ():
+        try:
+            os.rmdir(folder)                     # only if empty
+        except OSError:
+            pass
+    return status
+
+
+def _status(body, errors: tuple, interrupted: str) -> int:
+    """``exit_status`` without the folders."""
     try:
         body()
     except Stopped as stop:

@@ -1,5 +1,15 @@
-"""What analyze.py writes: the figures (matplotlib, PNG and PDF), the tables (Markdown and CSV)
-and results.json, each written whole (tool/files.py)."""
+"""What analyze.py writes to --out-dir, each file written whole (tool/files.py):
+
+  figure1.png/.pdf   sigma_1 and sum of singular values of Gbar_tau against delay tau (paper Fig. 1)
+  table1.md/.csv     sigma_1 at tau = 0 per part of speech, normalised in brackets (Table 1)
+  table1_bands.md/.csv  Table 1 within frequency-rank bands of the vocabulary
+  table2.md/.csv     accuracy of logistic regression predicting POS classes from embeddings (Table 2)
+  figure2.png/.pdf   relative memory m and cos(d, H_n) for each property, e.g. sg-pl (Figure 2)
+  response.png/.pdf  |Gbar_tau (mean_a - mean_b)| for each property: Figure 2 before normalising d
+  frequency.png/.pdf sigma_1 against delay for words of a few frequency bins
+  validation.png/.pdf validation perplexity per epoch of each LM's training
+  results.json       every number behind them
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +22,25 @@ import numpy as np
 import corpus
 from tool.files import atomic_write
 
+
+
+@dataclasses.dataclass
+class Spectrum:
+    """Figure 1 for one state: per delay, sigma_1, the sum of sigma and the sum of the top n."""
+    sigma1: list
+    sum: list
+    top_n: list
+
+
+@dataclasses.dataclass
+class PropertyMemory:
+    """Figure 2 for one property and state, per delay: r = |Gbar d| (eq. 5), m = r / sigma_1 (eq. 6),
+    cos(d, H_n) (eq. 3-4), and r_abs = r |mean_a - mean_b|: how far the state moves when a word of
+    class b is swapped for one of class a, tau steps back. None where no position was averaged."""
+    r: list
+    m: list
+    cos_Hn: list
+    r_abs: list
 
 
 @dataclasses.dataclass
@@ -34,10 +63,13 @@ class ModelResults:
 
 
 def write_table(stem, header, rows):
-    """The same table as Markdown (stem.md) and CSV (stem.csv)."""
+    """The same table as Markdown (stem.md, a "|" inside a cell escaped) and CSV (stem.csv)."""
     import csv
-    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    markdown += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+
+    def line(cells):
+        return "| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |"
+
+    markdown = [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
     atomic_write(stem + ".md", lambda f: f.write("\n".join(markdown) + "\n"), "w")
     atomic_write(stem + ".csv", lambda f: csv.writer(f).writerows([header, *rows]), "w")
 

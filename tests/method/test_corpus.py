@@ -1,5 +1,6 @@
 """Corpus reading, splits, tags and classes (the Brown tests skip when the corpus is absent)."""
 import collections
+import sys
 
 import numpy as np
 import pytest
@@ -134,12 +135,19 @@ def test_batchify_and_majority_tags():
     assert analyses[index[corpus.UNK]] is None and analyses[index[corpus.EOS]] is None
 
 
-def test_missing_corpus_says_what_to_do(monkeypatch, tmp_path):
+def test_missing_corpus_says_what_to_do(monkeypatch, tmp_path, capsys):
     import nltk
+
+    def offline(name, **kwargs):                   # what NLTK's downloader prints when offline
+        print(f"[nltk_data] Error loading {name}: <urlopen error>",
+              file=kwargs.get("print_error_to") or sys.stderr)
+        return False
+
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    monkeypatch.setattr(nltk, "download", lambda *a, **k: False)
+    monkeypatch.setattr(nltk, "download", offline)
     with pytest.raises(corpus.CorpusError, match="python -m nltk.downloader brown"):
         corpora.load_corpus("brown")
+    assert "[nltk_data]" not in capsys.readouterr().err            # only the project's sentence
     with pytest.raises(corpus.CorpusError, match="no corpus named 'nonsense'"):
         corpora.load_corpus("nonsense")
 

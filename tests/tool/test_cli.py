@@ -1,0 +1,39 @@
+"""What both scripts tell the user: --help that tells the truth, Markdown tables that render."""
+import re
+
+import pytest
+
+import analyze
+import train
+from tool import outputs
+
+
+@pytest.mark.parametrize("script", [train, analyze])
+def test_help_tells_the_truth(script):
+    """Every option has a help line, no default is shown as None or twice, the exit statuses end it."""
+    parser = script.build_parser()
+    for action in parser._actions:
+        assert action.help, f"{action.option_strings} has no help"
+    text = " ".join(parser.format_help().split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for entry in re.split(r"\s(?=--[a-z])", text):
+        assert entry.count("default") <= 1 or "(default:" not in entry, entry
+    assert "exit status: 0" in text and "130 Ctrl-C" in text and "2 usage" in text
+
+
+def test_the_default_out_follows_the_embeddings_and_spares_the_committed_lms():
+    assert train.parse_args([]).out == "runs/joint.npz"
+    assert train.parse_args(["--embeddings", "cbow"]).out == "runs/cbow.npz"
+    assert train.parse_args(["--out", "x.npz"]).out == "x.npz"
+
+
+def markdown_rows(path):
+    """The cells of each row of a Markdown table file (a "|" escaped as "\\|" is inside a cell)."""
+    return [re.split(r"(?<!\\)\|", line.strip()[1:-1]) for line in path.read_text().splitlines()]
+
+
+def test_markdown_tables_have_as_many_cells_in_every_row(tmp_path):
+    outputs.write_table(str(tmp_path / "t"), ["class | band", "a", "b"],
+                        [["nouns | rank 1-100", "1.0", "2.0"], ["verbs | rank 1-100", "-", "3"]])
+    rows = markdown_rows(tmp_path / "t.md")
+    assert len({len(row) for row in rows}) == 1 and len(rows) == 4
