@@ -1,10 +1,10 @@
 """Train the hand-written LSTM language model (manual BPTT, SGD) with the paper's set-up.
 
-    python train.py                                  # joint embeddings, Brown, paper's schedule
-    python train.py --embeddings cbow --out checkpoints/cbow.npz
+    python train.py                                  # joint embeddings, Brown, the paper's schedule
+    python train.py --embeddings cbow --out runs/cbow.npz
     python train.py --max-train-tokens 200000 --epochs 2 --out /tmp/quick.npz
-    python train.py --corpus synthetic --out checkpoints/synthetic.npz      # planted memory
-    python train.py --corpus ud/en_ewt/ --out checkpoints/ewt.npz           # your CoNLL-U files
+    python train.py --corpus synthetic --out runs/synthetic.npz      # planted memory
+    python train.py --corpus ud/en_ewt/ --out runs/ewt.npz           # your CoNLL-U files
 
 Writes ``--out`` (the best model by validation perplexity) and ``<out>.last.npz`` (everything
 needed to ``--resume``: weights, carried state, RNG state, position in the epoch). Ctrl-C saves

@@ -290,7 +290,7 @@ def test_lms_of_one_corpus_name_with_other_settings_each_read_their_own_text(che
         assert model["table1"]["c"]["nouns"]["count"] == int(nouns.sum())
         assert model["table1"]["c"][corpus.UNK]["count"] == int((~known).sum())
     assert models[0]["table1"]["c"][corpus.UNK]["count"] < models[1]["table1"]["c"][corpus.UNK]["count"]
-    bands = (tmp_path / "table1_bands.md").read_text()
+    bands = (tmp_path / "table1_bands.csv").read_text()
     assert all(f"nouns | {name}" in bands for model in models for name in model["frequency"]["c"])
     assert (tmp_path / "validation.png").stat().st_size > 1000
 
