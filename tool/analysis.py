@@ -150,43 +150,103 @@ def writable_directory(path, what):
         raise AnalysisError(f"{what} {path} cannot be written: {error.strerror or error}") from None
 
 
+def check_cache_folder(folder):
+    """A sweep cache that cannot be written is a note: the sweeps are then not kept."""
+    try:
+        files.probe_folder(folder)
+    except OSError as error:
+        print(f"note: the sweep cache {folder} cannot be written ({error.strerror or error}): "
+              "the sweeps will not be kept for a rerun", file=sys.stderr)
+
+
 def cache_folder(model, args):
     """--sweep-cache, or the folder 'sweeps' of the user's cache folder (tool.cli.cache_home)."""
     return args.sweep_cache or os.path.join(cache_home(), "sweeps")
 
 
-def cached_sweep(model, streams, labelings, names, K, args, xp):
-    """lstm_memory.sweep_state_gradients for one LM, or its sums from --sweep-cache when this LM,
-    text, labelling and K were swept before; returns StateGradientSums and the seconds it took."""
-    key = hashlib.sha256()
-    with open(model.path, "rb") as f:
-        key.update(hashlib.file_digest(f, "sha256").digest())
+SWEEP_VERSION = "state-gradient-sums/2"   # changes whenever the sums a sweep gives would change
+
+
+def sweep_key(model, streams, labelings, names, K) -> str:
+    """What the sums depend on, hashed: the LM's arrays as loaded (not the file, which may have
+    changed since), the text and its labels with their layout, the class names, K, the code."""
+    key = hashlib.sha256(SWEEP_VERSION.encode())
+    for name in sorted(model.params):
+        array = np.ascontiguousarray(model.params[name])
+        key.update(f"{name} {array.dtype} {array.shape}".encode())
+        key.update(array.tobytes())
     for array in (streams, *(labelings[n] for n in sorted(labelings))):
         key.update(np.ascontiguousarray(array).tobytes())
         key.update(str(array.shape).encode())                  # the streams' layout
-    key.update(json.dumps([K, args.split, sorted(names.items())]).encode())
-    path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key.hexdigest()[:16]}.npz")
+    key.update(json.dumps([K, sorted(names.items())]).encode())
+    return key.hexdigest()
+
+
+def sums_digest(sums, counts) -> str:
+    """A checksum of a sweep's sums and counts, kept beside them in the cache file."""
+    return hashlib.sha256(np.ascontiguousarray(sums).tobytes()
+                          + np.ascontiguousarray(counts).tobytes()).hexdigest()
+
+
+def read_cached_sums(path, key, sums) -> str | None:
+    """Fill ``sums`` from the cache file ``path`` if it holds the sums of ``key``; else the reason
+    it cannot be used (None when there is no file)."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            stored_key, cached, counts = str(saved["key"]), saved["sums"], saved["counts"]
+            stored_digest = str(saved["digest"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        return f"it cannot be read ({type(error).__name__})"
+    if stored_key != key:
+        return "it holds the sums of another LM, text or code"
+    if stored_digest != sums_digest(cached, counts):
+        return "its sums are not the ones that were written"
+    if cached.shape != sums.sums.shape or counts.shape != sums.counts.shape:
+        return f"its sums have the shape {cached.shape}, not {sums.sums.shape}"
+    if not np.all(np.isfinite(cached)) or counts.dtype.kind not in "iu" or np.any(counts < 0):
+        return "its sums are not finite or its counts negative"
+    sums.sums, sums.counts = cached.astype(np.float64), counts.astype(np.int64)
+    return ""
+
+
+def cached_sweep(model, streams, labelings, names, K, args, xp):
+    """parallel.sweep_state_gradients for one LM, or its sums from the sweep cache when the same
+    key (``sweep_key``) was swept before; returns StateGradientSums and the seconds it took.
+
+    A cache file that cannot be used is swept again with one line saying why; a cache that cannot
+    be written costs the cache only (one line), never the results."""
+    key = sweep_key(model, streams, labelings, names, K)
+    path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
     sums = lstm_memory.StateGradientSums(names, K, H, E, xp=np)
-    if os.path.exists(path):
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                sums.sums, sums.counts = saved["sums"], saved["counts"]
-            print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
-            return sums, 0.0
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            print(f"{model.name}: {path} is unreadable: sweeping again", file=sys.stderr)
+    why_not = read_cached_sums(path, key, sums)
+    if why_not == "":
+        print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
+        return sums, 0.0
+    if why_not:
+        print(f"{model.name}: not reusing {path}: {why_not}; sweeping again", file=sys.stderr)
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
     sums = parallel.sweep_state_gradients(on_device, streams, labelings, names, K,
-                                    progress=bar.update, workers=args.workers)
+                                          progress=bar.update, workers=args.workers)
     lstm_memory.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
     sums.flush()
-    files.atomic_write(path, lambda f: np.savez(f, sums=lstm_memory.to_numpy(sums.sums),
-                                                        counts=sums.counts))
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        on_host = lstm_memory.to_numpy(sums.sums)
+        files.atomic_write(path, lambda f: np.savez(
+            f, key=np.asarray(key), sums=on_host, counts=sums.counts,
+            digest=np.asarray(sums_digest(on_host, sums.counts))))
+    except OSError as error:
+        print(f"note: {model.name}: the sweep could not be kept in {path} "
+              f"({error.strerror or error}); the results are written all the same", file=sys.stderr)
     return sums, seconds
 
 
@@ -252,7 +312,7 @@ def load_models(args) -> tuple:
     corpus_cache, models, schemes = {}, [], {}
     for path in args.checkpoints:
         model = load_model(path, corpus_cache)
-        writable_directory(cache_folder(model, args), "the sweep cache")
+        check_cache_folder(cache_folder(model, args))
         if model.name in (m.name for m in models):
             raise AnalysisError(f"two checkpoints are named {model.name}: give them different names")
         H, E = model.params["W_h"].shape[1], model.params["embedding"].shape[1]

@@ -1,0 +1,111 @@
+"""Never silently wrong, never finished work lost: the sweep cache as a promise about content,
+finished runs kept, interruptions prompt, metadata checked like options."""
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import analyze
+import lstm_memory
+import train
+from conftest import DEVICE, SMALL_LM_ARGS
+from tool import files
+
+
+@pytest.fixture(scope="module")
+def two_lms(tmp_path_factory):
+    """Two small LMs of the generated corpus that differ only in their seed."""
+    folder = tmp_path_factory.mktemp("two")
+    paths = []
+    for seed in ("0", "1"):
+        path = str(folder / f"lm{seed}.npz")
+        assert train.main([*SMALL_LM_ARGS, "--epochs", "2", "--seed", seed, "--out", path]) == 0
+        paths.append(path)
+    return paths
+
+
+def analyse(checkpoint, out_dir, *extra):
+    return analyze.main(["--device", DEVICE, "--checkpoints", checkpoint, "--out-dir", str(out_dir),
+                         "--sweep-cache", str(out_dir.parent / "sweeps"), "--max-delay", "4",
+                         "--max-tokens", "400", "--batch-size", "4", "--no-progress",
+                         "--no-table2", *extra])
+
+
+def sigma1(out_dir):
+    return json.loads((out_dir / "results.json").read_text())["models"][0]["spectrum"]["c"]["sigma1"]
+
+
+def test_a_checkpoint_replaced_during_the_sweep_is_swept_again(two_lms, tmp_path, capsys, monkeypatch):
+    """train.py's way of saving (write beside, rename) while analyze.py sweeps: the rerun must
+    sweep the new LM, not reuse the sums of the old one."""
+    path = str(tmp_path / "lm.npz")
+    shutil.copy(two_lms[0], path)
+    original = lstm_memory.sweep_state_gradients
+
+    def replacing(*args, **kwargs):
+        shutil.copy(two_lms[1], path + ".tmp")
+        os.replace(path + ".tmp", path)                       # the new model lands mid-sweep
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lstm_memory, "sweep_state_gradients", replacing)
+    assert analyse(path, tmp_path / "during") == 0
+    monkeypatch.setattr(lstm_memory, "sweep_state_gradients", original)
+    capsys.readouterr()
+    assert analyse(path, tmp_path / "after") == 0
+    assert "reusing" not in capsys.readouterr().err
+    assert analyse(two_lms[1], tmp_path / "fresh", "--sweep-cache", str(tmp_path / "other")) == 0
+    assert sigma1(tmp_path / "after") == sigma1(tmp_path / "fresh") != sigma1(tmp_path / "during")
+
+
+def edit_cache(folder, edit):
+    """Rewrite every K=4 cache file of ``folder`` with edit(dict of its arrays)."""
+    for path in folder.glob("*-K4-*.npz"):
+        with np.load(path) as saved:
+            arrays = dict(saved)
+        edit(arrays)
+        np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda a: a.update(sums=a["sums"] * 2), "not the ones that were written"),
+    (lambda a: a.update(key=np.asarray("0" * 64)), "another LM, text or code"),
+    (lambda a: a.update(sums=a["sums"][:2]), "not the ones that were written"),
+    (lambda a: a.pop("key"), "cannot be read (KeyError)"),
+])
+def test_a_cache_file_that_fails_its_check_is_swept_again(two_lms, tmp_path, capsys, edit, reason):
+    assert analyse(two_lms[0], tmp_path / "first") == 0
+    edit_cache(tmp_path / "sweeps", edit)
+    capsys.readouterr()
+    assert analyse(two_lms[0], tmp_path / "second") == 0
+    err = capsys.readouterr().err
+    assert reason in err and "sweeping again" in err
+    assert sigma1(tmp_path / "second") == sigma1(tmp_path / "first")
+
+
+def test_a_cache_that_cannot_be_written_costs_the_cache_only(two_lms, tmp_path, capsys, monkeypatch):
+    original = files.atomic_write
+
+    def full_disk(path, *args, **kwargs):
+        if "sweeps" in path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "atomic_write", full_disk)
+    assert analyse(two_lms[0], tmp_path / "out") == 0
+    assert "could not be kept" in capsys.readouterr().err
+    assert (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_folder_in_place_of_the_cache_file_is_swept_and_noted(two_lms, tmp_path, capsys):
+    assert analyse(two_lms[0], tmp_path / "first") == 0
+    for path in (tmp_path / "sweeps").glob("*-K4-*.npz"):
+        path.unlink()
+        path.mkdir()
+    capsys.readouterr()
+    assert analyse(two_lms[0], tmp_path / "second") == 0
+    err = capsys.readouterr().err
+    assert "sweeping again" in err and "could not be kept" in err
+    assert sigma1(tmp_path / "second") == sigma1(tmp_path / "first")
