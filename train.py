@@ -28,16 +28,11 @@ from threadpoolctl import threadpool_limits
 
 import corpus
 import lstm_memory
-from tool import cli, parallel, training
+from tool import cli, corpora, parallel, training
 from tool.checkpoints import CheckpointError
 
 EXIT_STATUS = ("exit status: 0 trained, or stopped by --stop-after; 1 error (one line on stderr); "
                "2 usage; 130 Ctrl-C, after saving the resumable state")
-
-
-def corpus_name(text: str) -> str:
-    """A built-in corpus, or the user's file or folder as an absolute path (found from anywhere)."""
-    return text if text in corpus.CORPORA else os.path.abspath(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EXIT_STATUS,
                                 formatter_class=cli.HelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--corpus", default="brown", type=corpus_name, metavar="NAME_OR_PATH",
+    data.add_argument("--corpus", default="brown", type=corpora.corpus_name, metavar="NAME_OR_PATH",
                       help="brown or treebank (read through NLTK), synthetic (planted memory), "
                            "generated (the tests' toy language), or a file or folder of your own "
                            "CoNLL-U or word/TAG text")
@@ -104,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from <out>.last.npz with its settings; a data, model or "
                           "optimisation option given as well must have the checkpoint's value "
                           "(--epochs may raise the number of epochs)")
+    run.add_argument("--restart", action="store_true",
+                     help="start a new run even where --out holds one (finished or stopped), "
+                          "replacing its checkpoints")
     run.add_argument("--seed", type=cli.NATURAL, default=0,
                      help="initial weights, dropout masks, CBOW, the generated languages")
     run.add_argument("--device", default="auto", choices=cli.DEVICES, help=cli.DEVICE_HELP)
@@ -122,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The command line; ``given`` names the options typed on it (the rest are defaults)."""
     p = build_parser()
     args = p.parse_args(argv)
+    if args.resume and args.restart:
+        p.error("--resume goes on with the run in --out, --restart replaces it: give one")
     if args.fixed_distance and args.corpus != "synthetic":
         p.error("--fixed-distance is an option of --corpus synthetic")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
@@ -279,8 +279,13 @@ def main(argv=None) -> int:
     """Run train.py; returns the exit status (EXIT_STATUS)."""
     args = parse_args(argv)
     result = {}
+
+    def locked_train():
+        with training.lock(args.out):                  # one run at a time writes --out
+            result.update(train(args))
+
     status = cli.exit_status(
-        lambda: result.update(train(args)),
+        locked_train,
         (training.TrainingError, CheckpointError, corpus.CorpusError, FloatingPointError,
          RuntimeError, ValueError),
         "interrupted; the checkpoints written before are kept",

@@ -2,6 +2,7 @@
 the two generated languages (languages.py) and the user's own files (own_text.py)."""
 from __future__ import annotations
 
+import os
 import sys
 
 import corpus
@@ -10,6 +11,12 @@ from tool.languages import generate_documents, generate_planted
 from tool.own_text import guess_scheme, read_tagged_files
 
 CORPUS_OPTIONS = {"max_distance": 15, "fixed_distance": False, "tag_column": "upos"}
+
+
+def corpus_name(text: str) -> str:
+    """--corpus: a built-in corpus, or the user's file or folder as an absolute path (found from
+    anywhere)."""
+    return text if text in CORPORA else os.path.abspath(text)
 
 
 def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: int | None = None,

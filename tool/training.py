@@ -7,6 +7,7 @@ this module keeps a run alive across interruptions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -83,6 +84,69 @@ def prepare_output(out: str):
         reason = f"{error.strerror}: {error.filename}" if error.filename else str(error)
         raise TrainingError(f"--out {out} cannot be written ({reason}): choose a folder you can "
                             "write to") from None
+
+
+@contextlib.contextmanager
+def lock(out: str):
+    """Hold <out>.lock (with this process's pid) while a run writes --out, so that two runs
+    cannot write one --out at once; a lock whose process is gone is stale and taken over."""
+    if os.path.isdir(out) or not os.path.basename(out):
+        raise TrainingError(f"--out {out} is a folder: give the checkpoint's file name, "
+                            f"such as {os.path.join(out, 'joint.npz')}")
+    path = os.path.splitext(out)[0] + ".lock"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                owner = lock_owner(path)
+                if owner is not None:
+                    raise TrainingError(f"--out {out} is being written by another train.py (pid "
+                                        f"{owner}, {path}): wait for it, or give another --out")
+                os.remove(path)                                       # stale: its process is gone
+        else:
+            raise TrainingError(f"--out {out}: the lock {path} could not be taken")
+    except OSError as error:
+        raise TrainingError(f"--out {out} cannot be written ({error.strerror or error}): choose a "
+                            "folder you can write to") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        if lock_owner(path) == os.getpid():
+            os.remove(path)
+
+
+def lock_owner(path: str):
+    """The pid in a lock file if that process is alive, else None (a stale or unreadable lock)."""
+    try:
+        with open(path) as handle:
+            pid = int(handle.read().strip() or "0")
+        if pid > 0:
+            os.kill(pid, 0)                                  # no signal: is it alive?
+            return pid
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_no_run_there(args):
+    """Refuse to start a new run over the checkpoints of another (finished or stopped) unless
+    --restart asks for it: a finished run is never overwritten by accident."""
+    there = [path for path in (args.out, last_path(args.out)) if os.path.exists(path)]
+    if not there or args.resume or args.restart:
+        return
+    try:
+        state = checkpoints.load_checkpoint(there[-1], required=("train",))[2]["train"]
+        what = (f"a finished run of {state['epoch']} epochs" if state.get("finished") else
+                f"a run stopped at epoch {int(state['epoch']) + 1}, window {int(state['window'])}")
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        what = "a checkpoint"
+    raise TrainingError(f"--out {args.out} holds {what} ({there[-1]}): continue it with --resume, "
+                        "start over with --restart, or give another --out")
 
 
 def check_corpus_length(data, settings):
@@ -307,6 +371,7 @@ def start(args, parser, xp) -> tuple:
     xp, numpy or cupy. Returns (run, data): the Run and the corpus.Corpus.
     """
     prepare_output(args.out)
+    check_no_run_there(args)
     checkpoint = load_resumable(last_path(args.out), args, parser) if args.resume else None
     settings = run_settings(args, checkpoint[2]["settings"] if checkpoint else None)
     data = load_corpus(**corpus_settings(vars(settings)))

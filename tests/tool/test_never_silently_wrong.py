@@ -109,3 +109,48 @@ def test_a_folder_in_place_of_the_cache_file_is_swept_and_noted(two_lms, tmp_pat
     err = capsys.readouterr().err
     assert "sweeping again" in err and "could not be kept" in err
     assert sigma1(tmp_path / "second") == sigma1(tmp_path / "first")
+
+
+@pytest.fixture
+def out(tmp_path):
+    return str(tmp_path / "run" / "lm.npz")
+
+
+def train_small(out, *extra):
+    return train.main([*SMALL_LM_ARGS, "--out", out, *extra])
+
+
+def test_a_finished_run_is_not_overwritten_without_restart(out, capsys):
+    assert train_small(out, "--epochs", "2") == 0
+    before = open(out, "rb").read()
+    capsys.readouterr()
+    assert train_small(out, "--epochs", "1") == 1
+    err = capsys.readouterr().err
+    assert "holds a finished run of 2 epochs" in err and "--restart" in err
+    assert open(out, "rb").read() == before                       # nothing touched
+    assert train_small(out, "--epochs", "1", "--restart") == 0    # asked for: replaced
+    assert open(out, "rb").read() != before
+
+
+def test_a_stopped_run_is_not_overwritten_and_restart_excludes_resume(out, capsys):
+    assert train_small(out, "--stop-after", "3") == 0
+    capsys.readouterr()
+    assert train_small(out, "--epochs", "1") == 1
+    assert "holds a run stopped at epoch 1, window 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        train.parse_args(["--resume", "--restart"])
+    assert usage.value.code == 2
+
+
+def test_two_runs_cannot_write_one_out_and_a_stale_lock_is_taken_over(out, capsys):
+    os.makedirs(os.path.dirname(out))
+    lock = os.path.splitext(out)[0] + ".lock"
+    with open(lock, "w") as handle:
+        handle.write(str(os.getppid()))                       # a live process holds --out
+    assert train_small(out, "--epochs", "1") == 1
+    assert f"is being written by another train.py (pid {os.getppid()}" in capsys.readouterr().err
+    assert not os.path.exists(out)
+    with open(lock, "w") as handle:
+        handle.write("999999999")                             # no such process: stale
+    assert train_small(out, "--epochs", "1") == 0
+    assert os.path.exists(out) and not os.path.exists(lock)   # released at the end
