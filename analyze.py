@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 import corpus
 import lstm_memory
+import train
 from tool import analysis, cli, outputs
 from tool.checkpoints import CheckpointError
 
@@ -307,7 +308,7 @@ def analyse(args):
     """Every check, then per LM its two sweeps (delay 0 for Table 1, 0..K for the figures; cached)
     and its results, then the figures and tables, then Table 2's fits beside them."""
     xp = cli.backend(args.device)
-    models, scheme = analysis.load_models(args)
+    models, scheme = analysis.load_models(args, train.build_parser())
     properties = analysis.usable_properties(scheme, models, args.property)
     texts = {m.corpus_key: labelled_text(m.data, scheme, properties, args) for m in models}
     datasets = ({} if args.no_table2 else analysis.table2_datasets(

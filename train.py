@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="brown or treebank (read through NLTK), synthetic (planted memory), "
                            "generated (the tests' toy language), or a file or folder of your own "
                            "CoNLL-U or word/TAG text")
-    data.add_argument("--max-distance", type=cli.COUNT, default=15,
+    data.add_argument("--max-distance", type=cli.checked(int, "an integer from 1 to 200",
+                                                         lambda n: 1 <= n <= 200), default=15,
                       help="synthetic: D, the verb agrees with a noun 1..D words back")
     data.add_argument("--fixed-distance", action="store_true",
                       help="synthetic: every verb exactly --max-distance words after its noun")

@@ -64,11 +64,11 @@ class Model:
     whitening: np.ndarray = None   # D (E, E) of --whiten
 
 
-def load_model(path, corpus_cache) -> Model:
+def load_model(path, corpus_cache, train_parser) -> Model:
     """A checkpoint with the corpus it was trained on; ``corpus_cache`` maps corpus settings to
     the Corpus, so that LMs of one corpus share one reading of it."""
     params, vocab, meta, _ = checkpoints.load_checkpoint(path, required=("settings",))
-    check_model_meta(path, meta)
+    check_model_meta(path, meta, train_parser)
     settings = corpus_settings(meta["settings"])
     key = json.dumps(settings, sort_keys=True)
     if key not in corpus_cache:
@@ -83,9 +83,11 @@ SETTING_TYPES = {"corpus": str, "vocab_size": int, "max_train_tokens": (int, typ
                  "seed": int, "embeddings": str}     # the settings analyze.py reads, and their types
 
 
-def check_model_meta(path, meta):
-    """Refuse, in one sentence, metadata whose settings or training history analyze.py cannot use."""
+def check_model_meta(path, meta, train_parser):
+    """Refuse, in one sentence, metadata whose settings or training history analyze.py cannot use
+    (every saved setting checked like train.py's command line, ``train_parser``)."""
     settings, train = meta["settings"], meta.get("train", {})
+    checkpoints.check_setting_values(path, settings, train_parser, list(settings))
     for key, kinds in SETTING_TYPES.items():
         if not isinstance(settings.get(key), kinds) or isinstance(settings.get(key), bool):
             raise CheckpointError(f"{path} lacks a usable training setting {key} "
@@ -304,14 +306,15 @@ def task_dataset(classes, task_spec, min_words=10):
     return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
 
 
-def load_models(args) -> tuple:
+def load_models(args, train_parser) -> tuple:
     """Every checkpoint of --checkpoints with the corpus it was trained on and its word classes,
     checked: --out-dir and the sweep cache writable, distinct names, --top-n possible, --whiten's
-    factor, one class scheme for all. Returns (models, scheme)."""
+    factor, one class scheme for all; ``train_parser``: train.py's, whose ranges the saved
+    settings must keep. Returns (models, scheme)."""
     writable_directory(args.out_dir, "--out-dir")
     corpus_cache, models, schemes = {}, [], {}
     for path in args.checkpoints:
-        model = load_model(path, corpus_cache)
+        model = load_model(path, corpus_cache, train_parser)
         check_cache_folder(cache_folder(model, args))
         if model.name in (m.name for m in models):
             raise AnalysisError(f"two checkpoints are named {model.name}: give them different names")

@@ -3,6 +3,7 @@ metadata), written whole (tool/files.py) and refused with one sentence (``Checkp
 missing, truncated or foreign."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import zipfile
@@ -36,6 +37,33 @@ def check_vocab(path: str, checkpoint_vocab, corpus_vocab) -> None:
     if list(checkpoint_vocab) != list(corpus_vocab):
         raise CheckpointError(f"{path} does not match the corpus: it was trained with another "
                               "vocabulary (other corpus, --vocab-size or --max-train-tokens)")
+
+
+def check_setting_values(path: str, saved: dict, parser, keys) -> None:
+    """Refuse a saved setting of ``keys`` that the command line (``parser``, train.py's) would
+    refuse: outside its option's range or choices, or not of its type. One sentence naming the
+    file and the option."""
+    actions = {action.dest: action for action in parser._actions}
+    for key in keys:
+        action, value = actions.get(key), saved.get(key)
+        if key not in saved or action is None or (value is None and action.default is None):
+            continue
+        option = "--" + key.replace("_", "-")
+        if isinstance(action.default, bool) or action.type is None and action.choices is None:
+            refused = not isinstance(value, type(action.default)) if action.default is not None \
+                else False
+        elif action.choices is not None:
+            refused = value not in action.choices
+        else:
+            try:
+                converted = action.type(str(value))
+                refused = isinstance(value, bool) or (isinstance(value, (int, float))
+                                                      and converted != value)
+            except (argparse.ArgumentTypeError, ValueError, TypeError):
+                refused = True
+        if refused:
+            raise CheckpointError(f"{path} holds the setting {option} {value!r:.40}, which the "
+                                  "command line refuses: it was not written by this train.py")
 
 
 META_FIELDS = {"format": str, "settings": dict, "train": dict}   # the fields ``required`` may name

@@ -139,11 +139,9 @@ def _status(body, errors: tuple, interrupted: str) -> int:
     """``exit_status`` without the folders."""
     try:
         body()
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+    except (Stopped, KeyboardInterrupt) as stop:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C: nothing more to do
+        print(stop if isinstance(stop, Stopped) else interrupted, file=sys.stderr)
         return 130
     except errors as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,7 +8,9 @@ method's functions are called as they are.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import threading
 
 import numpy as np
 
@@ -19,19 +21,35 @@ import lstm_memory
 def thread_pool(workers: int):
     """A pool of ``workers`` threads, made once and kept (the BLAS library gives every new thread
     a buffer of its own, so fresh threads for every window would cost that each time)."""
-    from concurrent.futures import ThreadPoolExecutor
+    return concurrent.futures.ThreadPoolExecutor(workers)
 
-    return ThreadPoolExecutor(workers)
+
+STOP = threading.Event()     # set on Ctrl-C: the workers of a sweep stop at their next step
+
+
+class Stopped(Exception):
+    """Raised in a worker that saw STOP."""
 
 
 def map_stream_blocks(fn, B: int, workers: int) -> list:
     """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
-    (index arrays, by np.array_split), each block on its own thread with one BLAS thread."""
+    (index arrays, by np.array_split), each block on its own thread with one BLAS thread.
+
+    Ctrl-C (KeyboardInterrupt in the main thread) sets STOP, waits for the workers to stop at
+    their next step, and goes on as KeyboardInterrupt."""
     from threadpoolctl import threadpool_limits
 
     blocks = np.array_split(np.arange(B), min(workers, B))
     with threadpool_limits(limits=1, user_api="blas"):
-        return list(thread_pool(len(blocks)).map(fn, blocks))
+        futures = [thread_pool(len(blocks)).submit(fn, rows) for rows in blocks]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            STOP.set()
+            concurrent.futures.wait(futures)
+            raise
+        finally:
+            STOP.clear()
 
 
 def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True,
@@ -65,10 +83,16 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     if N <= K or workers < 2 or B < 2 or lstm_memory.get_array_module(params["W_h"]) is not np:
         return lstm_memory.sweep_state_gradients(params, streams, labelings, label_names, K,
                                                  window, progress)
+    def step_done(n):                                  # every step of every worker
+        if STOP.is_set():
+            raise Stopped
+        if progress is not None:
+            progress(n)
+
     results = map_stream_blocks(
         lambda rows: lstm_memory.sweep_state_gradients(
             params, streams[rows], {n: lab[rows] for n, lab in labelings.items()}, label_names,
-            K, window, progress), B, workers)
+            K, window, step_done), B, workers)
     total = results[0]
     for other in results[1:]:
         total.flush()

@@ -324,6 +324,7 @@ def check_saved_settings(path: str, saved: dict, args, parser):
         if not (isinstance(value, kinds) or (default is None and value is None)):
             raise CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
                                   "option: it was not written by this train.py")
+        checkpoints.check_setting_values(path, {key: value}, parser, [key])
         if key != "epochs" and key in args.given and getattr(args, key) != value:
             raise CheckpointError(f"{option} {getattr(args, key)} contradicts {path}, which "
                                   f"was trained with {option} {value}: leave {option} out to "

@@ -322,6 +322,12 @@ def test_reserved_property_names_are_refused(checkpoints, tmp_path, capsys, name
     (lambda meta: meta["settings"].pop("embeddings"), "usable training setting embeddings"),
     (lambda meta: meta.update(train=[]), "training state analyze.py cannot read"),
     (lambda meta: meta["train"]["history"].append({"epoch": 9}), "training state analyze.py cannot read"),
+    (lambda meta: meta["settings"].update(tag_column="foo"), "setting --tag-column 'foo', which the"),
+    (lambda meta: meta["settings"].update(max_distance="abc"), "setting --max-distance 'abc', which"),
+    (lambda meta: meta["settings"].update(max_distance=-3), "setting --max-distance -3, which the"),
+    (lambda meta: meta["settings"].update(max_distance=10**6), "setting --max-distance 1000000, wh"),
+    (lambda meta: meta["settings"].update(seed=-1), "setting --seed -1, which the command line"),
+    (lambda meta: meta["settings"].update(embeddings="word2vec"), "setting --embeddings 'word2vec'"),
 ])
 def test_foreign_metadata_is_refused_before_the_sweeps(checkpoints, tmp_path, capsys, edit, sentence):
     params, vocab, meta, extra = load_checkpoint(checkpoints[0])

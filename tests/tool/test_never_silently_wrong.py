@@ -4,6 +4,9 @@ import errno
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -154,3 +157,22 @@ def test_two_runs_cannot_write_one_out_and_a_stale_lock_is_taken_over(out, capsy
         handle.write("999999999")                             # no such process: stale
     assert train_small(out, "--epochs", "1") == 0
     assert os.path.exists(out) and not os.path.exists(lock)   # released at the end
+
+
+def test_ctrl_c_stops_the_sweep_workers_at_once(two_lms, tmp_path, monkeypatch):
+    """Ctrl-C while two workers sweep: exit status 130 within a second or so, not when the
+    workers would have finished (30 s here)."""
+    def slow_sweep(params, streams, labelings, names, K, window=50, progress=None):
+        for _ in range(3000):
+            time.sleep(0.01)
+            progress(1)
+
+    monkeypatch.setattr(lstm_memory, "sweep_state_gradients", slow_sweep)
+    previous = signal.getsignal(signal.SIGINT)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()    # the user's Ctrl-C
+    start = time.monotonic()
+    try:
+        assert analyse(two_lms[0], tmp_path / "out", "--workers", "2") == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - start < 3

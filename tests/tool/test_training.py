@@ -517,6 +517,11 @@ def edit_last_state(out, edit):
     (lambda p, m, e: m["train"].update(rng={"state": 1}), "has an unusable training state"),
     (lambda p, m, e: e.pop("c"), "c is missing, expected (4, 16)"),
     (lambda p, m, e: e.update(h=e["h"][:2]), "h is (2, 16), expected (4, 16)"),
+    (lambda p, m, e: m["settings"].update(dropout=1.5), "setting --dropout 1.5, which the command"),
+    (lambda p, m, e: m["settings"].update(dtype="float16"), "setting --dtype 'float16', which the"),
+    (lambda p, m, e: m["settings"].update(embeddings="word2vec"), "setting --embeddings 'word2vec'"),
+    (lambda p, m, e: m["settings"].update(num_steps=-1), "setting --num-steps -1, which the comm"),
+    (lambda p, m, e: m["settings"].update(lr=float("inf")), "setting --lr inf, which the command"),
 ])
 def test_resume_refuses_a_broken_state_with_one_sentence(run, stopped, edit, sentence, capsys):
     edit_last_state(stopped, edit)
