@@ -17,24 +17,36 @@ from __future__ import annotations
 import collections
 import os
 import re
+import stat
 
-from corpus import (CORPORA, NO_FEATS, SENTENCES_PER_DOCUMENT, CorpusError, builtin_scheme,
-                    parse_scheme, quote)
+from corpus import (CORPORA, EOS, NO_FEATS, SENTENCES_PER_DOCUMENT, UNK, CorpusError,
+                    builtin_scheme, parse_scheme, quote)
 
 
-def read_text(path: str, kind: str) -> list:
+MAX_CLASS_FILE = 1 << 20      # bytes: a class file is a few lines
+RESERVED_FORMS = (EOS, UNK)   # the word forms the vocabulary reserves
+
+
+def read_text(path: str, kind: str, max_bytes: int | None = None) -> list:
     """The lines of a UTF-8 text file, without line ends: (str, ...) list.
 
     Args:
         path: the file.   kind: what it should hold, for messages ("CoNLL-U or word/TAG text").
+        max_bytes: the largest file accepted (None: any size).
     A leading byte-order mark is dropped; CRLF, CR and LF all end a line. A file with a NUL byte or
-    bytes that are not UTF-8 raises CorpusError naming it and the line of the first bad byte.
+    bytes that are not UTF-8 raises CorpusError naming it and the line of the first bad byte; so
+    does anything but a regular file (a device or a FIFO would never end) and a file too large.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CorpusError(f"{path} is not a regular file (a device, a FIFO or a socket): give "
+                              f"{kind} in a file")
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     except OSError as error:
         raise CorpusError(f"cannot read {path}: {error.strerror or error}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CorpusError(f"{path} is larger than {max_bytes // 1024} KiB: too large for {kind}")
     data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data         # the byte-order mark
     bad = data.find(b"\x00")
     try:
@@ -53,7 +65,8 @@ def read_text(path: str, kind: str) -> list:
 
 def read_scheme(path: str):
     """The user's class file ``path`` (``analyze.py --classes``) as a corpus.Scheme."""
-    return parse_scheme("\n".join(read_text(path, "a class file")), path, user_file=True)
+    return parse_scheme("\n".join(read_text(path, "a class file", max_bytes=MAX_CLASS_FILE)), path,
+                        user_file=True)
 
 
 def read_tagged_files(path: str, tag_column: str = "upos"):
@@ -122,6 +135,7 @@ def read_conllu(lines, file: str, tag_column: str = "upos"):
         if feats != NO_FEATS and any(f.count("=") != 1 for f in feats.split("|")):
             raise CorpusError(f"{file}:{number}: features are written Feature=Value|..., "
                               f"found {quote(feats)}")
+        check_form(fields[1], file, number)
         sent.append((fields[1], tag, feats))
     return sents + [sent] if sent else sents
 
@@ -135,10 +149,20 @@ def read_word_tag(lines, file: str):
             word, slash, tag = token.rpartition("/")
             if not (slash and word and tag):
                 raise CorpusError(f"{file}:{number}: {quote(token)} is not word/TAG")
+            check_form(word, file, number)
             sent.append((word, tag, NO_FEATS))
         if sent:
             sents.append(sent)
     return sents
+
+
+def check_form(word: str, file: str, number: int) -> None:
+    """A word form must be a word: not empty, not one of the vocabulary's reserved forms."""
+    if not word.strip():
+        raise CorpusError(f"{file}:{number}: a token has an empty word form")
+    if word.lower() in RESERVED_FORMS:
+        raise CorpusError(f"{file}:{number}: the word form {quote(word)} is reserved (the "
+                          f"vocabulary's {' and '.join(RESERVED_FORMS)}): rename it in the text")
 
 
 def guess_scheme(tags):

@@ -15,7 +15,8 @@ import analyze
 import lstm_memory
 import train
 from conftest import DEVICE, SMALL_LM_ARGS
-from tool import files
+import corpus
+from tool import files, own_text
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,20 @@ def test_ctrl_c_stops_the_sweep_workers_at_once(two_lms, tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: os.symlink("/dev/zero", path), "is not a regular file"),
+    (lambda path: os.mkfifo(path), "is not a regular file"),
+    (lambda path: open(path, "w").write("# " + "x" * (1 << 20) + "\n"), "larger than 1024 KiB"),
+])
+def test_class_files_are_checked_before_they_are_read(tmp_path, make, message):
+    path = str(tmp_path / "classes.txt")
+    make(path)
+    with pytest.raises(corpus.CorpusError, match=message):
+        own_text.read_scheme(path)
+
+
+def test_a_reserved_word_form_in_word_tag_text_names_its_line(tmp_path):
+    with pytest.raises(corpus.CorpusError, match=r"mine.txt:2: the word form '<unk>' is reserved"):
+        own_text.read_word_tag(["the/AT cat/NN", "an/AT <unk>/NN"], "mine.txt")

@@ -104,6 +104,8 @@ def test_tags_no_built_in_scheme_knows_need_a_class_file(tmp_path, capsys):
     ("\nx\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:2: the token id 'x' is not a number"),
     ("1\tthe\tthe\t_\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:1: the token 'the' has no UPOS tag"),
     ("1\tthe\tthe\tDET\tAT\t_\t0\tdep\t_\t_\nthe/AT\n", "bad.conllu:2: a CoNLL-U token line has 10"),
+    ("1\t\tthe\tDET\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:1: a token has an empty word form"),
+    ("1\t<EOS>\tx\tX\tAT\t_\t0\tdep\t_\t_\n", "bad.conllu:1: the word form '<EOS>' is reserved"),
 ])
 def test_malformed_conllu_names_file_and_line(tmp_path, capsys, content, message):
     path = tmp_path / "bad.conllu"
