@@ -118,10 +118,8 @@ def labelled_text(data, scheme, properties, args) -> LabelledText:
     tags, feats = data.tags[args.split][:len(ids)], data.feats[args.split][:len(ids)]   # (N,)
     known = ids != data.word_to_id[corpus.UNK]                               # (N,)
     pos = np.where(known, scheme.pos_labels(tags, feats), -1)                # (N,)
-    empty = [c for i, c in enumerate(scheme.pos.values()) if not (pos == i).any()]
-    if empty:
-        raise analysis.AnalysisError(f"{empty[0].where}: no word of class {empty[0].name} in the "
-                                     "analysed text")
+    analysis.note_empty_classes(scheme, pos, tags, feats, known,
+                                f"the {args.split} text of {data.name}")
     bin_names, bins = corpus.frequency_bins(data.vocab, args.frequency_bins)
     band = bins[ids]                                                         # (N,)
     pos_band = np.where((pos >= 0) & (band >= 0), pos * len(bin_names) + band, -1)
@@ -331,6 +329,8 @@ def analyse(args):
     if datasets:
         outputs.write_outputs(models, results, table2(models, datasets, args), scheme, states,
                               args, timing, figures=False)                 # then Table 2 beside
+    else:
+        outputs.remove_stale_table2(args.out_dir)           # a folder never mixes two runs
     print(f"wrote figures, tables and results.json to {args.out_dir}", file=sys.stderr)
 
 

@@ -20,7 +20,7 @@ import lstm_memory
 from tool import checkpoints, files, parallel
 from tool.checkpoints import CheckpointError
 from tool.cli import cache_home
-from tool.corpora import corpus_settings, load_corpus
+from tool.corpora import corpus_digest, corpus_settings, load_corpus
 from tool.own_text import read_scheme
 
 POS_TASKS = [  # Table 2 rows over POS classes, kept when the scheme has all of their classes
@@ -72,9 +72,17 @@ def load_model(path, corpus_cache, train_parser) -> Model:
     settings = corpus_settings(meta["settings"])
     key = json.dumps(settings, sort_keys=True)
     if key not in corpus_cache:
-        corpus_cache[key] = load_corpus(**settings)
+        try:
+            corpus_cache[key] = load_corpus(**settings)
+        except corpus.CorpusError as error:
+            raise corpus.CorpusError(f"{path} was trained on {settings['name']}: {error}") from None
+        corpus_cache[key].digest = corpus_digest(corpus_cache[key])
     data = corpus_cache[key]
     checkpoints.check_vocab(path, vocab, data.vocab)
+    if meta.get("corpus_digest", data.digest) != data.digest:
+        raise CheckpointError(f"{path} was trained on {settings['name']} as it was then: its "
+                              "words or tags have changed since (restore that text, or train "
+                              "the LM again)")
     name = os.path.splitext(os.path.basename(path))[0]
     return Model(name, path, params, meta, data, key)
 
@@ -150,6 +158,22 @@ def writable_directory(path, what):
         files.probe_folder(path)
     except OSError as error:
         raise AnalysisError(f"{what} {path} cannot be written: {error.strerror or error}") from None
+
+
+def note_empty_classes(scheme, pos, tags, feats, known, text: str) -> None:
+    """A POS class with no position in the analysed text is reported with n 0 (Table 1's '-'),
+    with a note saying why: no known word has its tags, or earlier classes take all of them.
+    Args: pos, tags, feats, known: (N,) per token of the text."""
+    pairs = set(zip(tags[known], feats[known]))
+    for index, word_class in enumerate(scheme.pos.values()):
+        if (pos == index).any():
+            continue
+        takers = sorted({scheme.pos_index(t, f) for t, f in pairs if word_class.matches(t, f)})
+        why = ("every token its tags match is in an earlier class ("
+               + ", ".join(list(scheme.pos)[i] for i in takers) + "): a token is in the first "
+               "class that matches it" if takers else "no known word of the text has its tags")
+        print(f"note: {word_class.where}: no word of class {word_class.name} in {text}: {why}; "
+              "its Table 1 entry is empty (n 0)", file=sys.stderr)
 
 
 def check_cache_folder(folder):

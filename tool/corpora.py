@@ -2,6 +2,7 @@
 the two generated languages (languages.py) and the user's own files (own_text.py)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 
@@ -46,6 +47,17 @@ def load_corpus(name: str = "brown", vocab_size: int = 10000, max_train_tokens: 
     if name not in CORPORA:
         data.scheme = guess_scheme(data.tags["train"])
     return data
+
+
+def corpus_digest(data: corpus.Corpus) -> str:
+    """A hash of the corpus's words, tags and features in every split: a checkpoint records it, so
+    that a text re-tagged or edited after training is noticed."""
+    digest = hashlib.sha256()
+    for split in corpus.SPLITS:
+        for column in (data.words[split], data.tags[split], data.feats[split]):
+            digest.update("\x1f".join(map(str, column)).encode())
+            digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 def corpus_settings(settings: dict) -> dict:

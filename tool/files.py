@@ -27,9 +27,11 @@ def atomic_write(path: str, write, mode: str = "wb") -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)              # mkstemp's 0600 -> what open() would give
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError) and not error.filename:    # a full disk: name the file
+            raise OSError(error.errno, error.strerror or str(error), path) from None
         raise
 
 

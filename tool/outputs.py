@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -246,6 +247,16 @@ def write_tables(results, rows_of_table2, scheme, states, out):
                     [[f"{task} ({next(iter(row.values()))['classes']})",
                       *(f"{100 * row[n][p]:.2f}" for n in names for p in protocols)]
                      for task, row in rows_of_table2.items()])
+
+
+def remove_stale_table2(out_dir):
+    """Remove the Table 2 an earlier run left in ``out_dir`` when this run writes none."""
+    for name in ("table2.md", "table2.csv"):
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path):
+            os.remove(path)
+            print(f"note: removed {path} of an earlier run (this run has no Table 2)",
+                  file=sys.stderr)
 
 
 def write_outputs(models, results, rows_of_table2, scheme, states, args, timing, figures=True):

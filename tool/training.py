@@ -22,7 +22,7 @@ import word2vec
 from tool import checkpoints, files
 from tool.checkpoints import CheckpointError
 from tool.cli import machine_name
-from tool.corpora import CORPUS_OPTIONS, corpus_settings, load_corpus
+from tool.corpora import CORPUS_OPTIONS, corpus_digest, corpus_settings, load_corpus
 from tool.languages import planted_perplexity
 
 FORMAT = "lstm-memory-lm/1"
@@ -51,6 +51,7 @@ class Run:
     c: object                      # (B, H) LSTM cell state
     machine: str
     last_saved: bool = False       # whether <out>.last.npz holds this run's state
+    corpus_digest: str = ""        # tool.corpora.corpus_digest of the text it trains on
 
 
 def last_path(out: str) -> str:
@@ -245,7 +246,7 @@ def save(run: Run, params: dict, extra: dict, path: str):
     meta = {"format": FORMAT, "settings": {k: getattr(run.settings, k) for k in MODEL_SETTINGS},
             "split": "by document, within each genre in file order: 4 mod 10 valid, "
                      "5 mod 10 test, else train (files named *-train*, *-dev*, *-test*: whole)",
-            "train": run.state, "machine": run.machine}
+            "train": run.state, "machine": run.machine, "corpus_digest": run.corpus_digest}
     try:
         checkpoints.save_checkpoint(path, params, run.vocab, meta, extra)
     except OSError as error:
@@ -379,6 +380,7 @@ def start(args, parser, xp) -> tuple:
     check_corpus_length(data, settings)
     run = (resumed_run(checkpoint, settings, data, xp) if checkpoint
            else new_run(settings, data, xp))
+    run.corpus_digest = corpus_digest(data)
     if run.state["finished"] and run.state["epoch"] < settings.epochs and "epochs" in args.given:
         run.state["finished"] = False          # --epochs asks for more: on from the last epoch
     if run.state["finished"]:

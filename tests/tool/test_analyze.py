@@ -141,12 +141,31 @@ def test_lms_of_different_sizes_compare_in_one_whitened_run(checkpoints, tmp_pat
 @pytest.mark.parametrize("extra,message", [
     (["--top-n", "9"], "larger than min(H, E) = 8"),
     (["--max-delay", "200", "--max-tokens", "400"], "larger than the text"),
-    (["--max-tokens", "24", "--batch-size", "1", "--max-delay", "2"], "no word of class"),
 ])
 def test_impossible_requests_are_one_clear_error(checkpoints, tmp_path, capsys, extra, message):
     assert analyse(checkpoints, tmp_path, *extra) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_class_without_words_in_the_text_is_reported_empty(checkpoints, tmp_path, capsys):
+    """A short text where some classes have no word: a note, n 0 in Table 1, the rest written."""
+    assert analyse(checkpoints[:1], tmp_path, "--max-tokens", "24", "--batch-size", "1",
+                   "--max-delay", "2", "--no-table2") == 0
+    err = capsys.readouterr().err
+    assert "no word of class" in err and "its Table 1 entry is empty (n 0)" in err
+    table1 = json.loads((tmp_path / "results.json").read_text())["models"][0]["table1"]["c"]
+    empty = [c for c in PAPER_CLASSES if table1[c]["count"] == 0]
+    assert empty and all(table1[c]["sigma1"] is None for c in empty)
+    assert any(table1[c]["count"] > 0 and table1[c]["sigma1"] > 0 for c in PAPER_CLASSES)
+
+
+def test_a_class_emptied_by_an_earlier_class_says_which(checkpoints, tmp_path, capsys):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("pos nouns = N*\npos names = NP\npos verbs = VB*\n")
+    assert analyse(checkpoints[:1], tmp_path, "--classes", str(classes), "--no-table2") == 0
+    assert (f"{classes}:2: no word of class names in the valid text of generated: every token its "
+            "tags match is in an earlier class (nouns)") in capsys.readouterr().err
 
 
 def test_foreign_and_mismatched_checkpoints_are_refused(checkpoints, tmp_path, capsys):

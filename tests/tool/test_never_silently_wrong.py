@@ -16,7 +16,7 @@ import lstm_memory
 import train
 from conftest import DEVICE, SMALL_LM_ARGS
 import corpus
-from tool import files, own_text
+from tool import files, languages, own_text
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +194,52 @@ def test_class_files_are_checked_before_they_are_read(tmp_path, make, message):
 def test_a_reserved_word_form_in_word_tag_text_names_its_line(tmp_path):
     with pytest.raises(corpus.CorpusError, match=r"mine.txt:2: the word form '<unk>' is reserved"):
         own_text.read_word_tag(["the/AT cat/NN", "an/AT <unk>/NN"], "mine.txt")
+
+
+@pytest.fixture
+def own_lm(tmp_path):
+    """A small LM trained on a word/TAG file of the toy language; returns (checkpoint, text file)."""
+    text = tmp_path / "mine.txt"
+    text.write_text("\n".join(" ".join(f"{w}/{t}" for w, t, _ in sent)
+                              for doc in languages.generate_documents(seed=0) for sent in doc) + "\n")
+    out = str(tmp_path / "mine.npz")
+    options = [o for o in SMALL_LM_ARGS if o not in ("--corpus", "generated")]
+    assert train.main([*options, "--corpus", str(text), "--epochs", "1", "--out", out]) == 0
+    return out, text
+
+
+def test_a_corpus_re_tagged_after_training_is_named(own_lm, tmp_path, capsys):
+    checkpoint, text = own_lm
+    text.write_text(text.read_text().replace("/JJ ", "/RB ", 40))         # some adjectives retagged
+    assert analyse(checkpoint, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"{checkpoint} was trained on {text} as it was then" in err and err.count("\n") == 1
+
+
+def test_a_corpus_removed_after_training_names_the_checkpoint(own_lm, tmp_path, capsys):
+    checkpoint, text = own_lm
+    text.unlink()
+    assert analyse(checkpoint, tmp_path / "out") == 1
+    assert f"error: {checkpoint} was trained on {text}: no corpus named" in capsys.readouterr().err
+
+
+def test_an_out_dir_never_mixes_two_runs(two_lms, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert analyze.main(["--device", DEVICE, "--checkpoints", two_lms[0], "--out-dir", str(out),
+                         "--max-delay", "2", "--no-progress", "--classifier-seeds", "1"]) == 0
+    assert (out / "table2.md").exists()
+    assert analyse(two_lms[0], out) == 0                                  # --no-table2
+    assert not (out / "table2.md").exists() and not (out / "table2.csv").exists()
+    assert "removed" in capsys.readouterr().err
+
+
+def test_a_full_out_dir_names_the_file(two_lms, tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
+    def full_disk(self, handle, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    assert analyse(two_lms[0], tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'out' / 'validation.png'}: No space left on device" in err
