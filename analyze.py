@@ -9,8 +9,7 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
 to --out-dir, with results.json holding every number behind them (the list: tool/outputs.py).
 
 A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
-normalisation). The sweeps' sums are kept (~/.cache/state-gradients/sweeps, or --sweep-cache), so
-that --whiten, --state or another --property sweeps nothing again.
+normalisation). The sweeps' sums are kept (~/.cache/state-gradients/sweeps, or --sweep-cache).
 
 Reading order: the options, the labelled text, then one short function per paper output (Figure 1,
 Table 1, Figure 2, Table 2) and ``analyse``, which runs them. Checks, the sweep cache and the
@@ -169,13 +168,6 @@ def figure2(G_bar, d, length, n) -> outputs.PropertyMemory:
     return curves
 
 
-def frequency_sigma1(G_bar_per_bin, counts, names):
-    """sigma_1 of Gbar_tau over the words of each frequency bin: G_bar_per_bin (bins, K+1, H, E)."""
-    return {name: {"sigma1": [None if np.isnan(G).any() else float(lstm_memory.singular_values(G)[0])
-                              for G in per_delay], "count": int(n)}
-            for name, per_delay, n in zip(names, G_bar_per_bin, counts)}
-
-
 def property_vectors(model, scheme, properties, D):
     """Eq. (2) for every property: {prop: (unit d, |mean_a - mean_b|, [words a, words b])}, in the
     whitened space when D is given (difference -> D^-1 difference)."""
@@ -222,8 +214,9 @@ def model_results(model, scheme, properties, sums0, sums, args) -> outputs.Model
             result.figure2_class[state] = {
                 p: figure2(space(sums.G_bar_per_class(p, state)[0]), d, length, args.top_n)
                 for p, (d, length, _) in vectors.items()}
-        result.frequency[state] = frequency_sigma1(space(sums.G_bar_per_class("freq", state)),
-                                                   sums.count("freq")[:, 0], sums.labelings["freq"])
+        result.frequency[state] = analysis.frequency_sigma1(
+            space(sums.G_bar_per_class("freq", state)), sums.count("freq")[:, 0],
+            sums.labelings["freq"])
     return result
 
 
@@ -256,7 +249,7 @@ def fit_and_score(setting, X_train, y_train, X_test, y_test):
         return model.fit(X_train, y_train).score(X_test, y_test)
 
 
-def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
+def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1, progress=None):
     """Table 2's accuracy under two protocols, on word types split 80/20 stratified by class
     (features standardised on the training part):
 
@@ -265,7 +258,8 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
       honest: the setting with the best ``folds``-fold cross-validated accuracy on the training
               words, scored once on the held-out words.
 
-    Returns {"paper", "honest", "cv", "paper_setting", "honest_setting", "words": [train, held out]}.
+    ``progress``: optional callable(n) told after each fit. Returns {"paper", "honest", "cv",
+    "paper_setting", "honest_setting", "words": [train, held out]}.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -280,8 +274,13 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
     parts = [(X_train, y_train, X_test, y_test)]                     # [0]: scored on held-out words
     parts += [(X_train[fit], y_train[fit], X_train[score], y_train[score])   # [1:]: the CV folds
               for fit, score in cv_splits]
-    scores = np.array(Parallel(n_jobs=jobs)(delayed(fit_and_score)(s, *part)
-                                            for s in grid for part in parts)).reshape(len(grid), -1)
+    scores = []
+    for score in Parallel(n_jobs=jobs, return_as="generator")(
+            delayed(fit_and_score)(s, *part) for s in grid for part in parts):
+        scores.append(score)
+        if progress:
+            progress(1)
+    scores = np.array(scores).reshape(len(grid), -1)                 # (settings, 1 + folds)
     held_out, cv = scores[:, 0], scores[:, 1:].mean(axis=1)
     best, chosen = int(np.argmax(held_out)), int(np.argmax(cv))     # the first of equal scores
     return {"paper": float(held_out[best]), "honest": float(held_out[chosen]),
@@ -292,13 +291,14 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1):
 def table2(models, datasets, args):
     """Rows of Table 2: {row: {model name: separability(...) + number of classes}}."""
     embeddings = {m.name: m.params["embedding"] for m in models}
-    rows = {}
-    for task, by_model in tqdm(datasets.items(), desc="Table 2", leave=False,
-                               disable=args.no_progress):
-        rows[task] = {name: {"classes": int(len(set(labels))),
-                             **separability(embeddings[name][ids], labels, args.classifier_seeds,
-                                            args.cv_folds)}
-                      for name, (ids, labels) in by_model.items()}
+    fits = len(list(classifier_grid(args.classifier_seeds))) * (1 + args.cv_folds)
+    bar = tqdm(total=fits * len(datasets) * len(models), desc="Table 2", unit="fit",
+               disable=args.no_progress)
+    rows = {task: {name: {"classes": int(len(set(labels))),
+                          **separability(embeddings[name][ids], labels, args.classifier_seeds,
+                                         args.cv_folds, progress=bar.update)}
+                   for name, (ids, labels) in by_model.items()} for task, by_model in datasets.items()}
+    bar.close()
     return rows
 
 

@@ -88,6 +88,16 @@ def pytest_terminal_summary(terminalreporter):
             "skipped: set NLTK_DATA to a folder with corpora/brown.zip (docs/reproduction.md)")
 
 
+@pytest.fixture(autouse=True)
+def sigint_restored():
+    """The scripts ignore Ctrl-C once they have handled one (their process is about to end); in
+    the tests' one process, each test starts with the usual handler again."""
+    import signal
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_blas_thread():
     """The tests' matrices are tiny: one BLAS thread is faster than several and does not compete

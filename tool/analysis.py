@@ -176,6 +176,14 @@ def note_empty_classes(scheme, pos, tags, feats, known, text: str) -> None:
               "its Table 1 entry is empty (n 0)", file=sys.stderr)
 
 
+def frequency_sigma1(G_bar_per_bin, counts, names):
+    """sigma_1 of Gbar_tau over the words of each frequency bin (frequency.png, beyond the paper):
+    G_bar_per_bin (bins, K+1, H, E)."""
+    return {name: {"sigma1": [None if np.isnan(G).any() else float(lstm_memory.singular_values(G)[0])
+                              for G in per_delay], "count": int(n)}
+            for name, per_delay, n in zip(names, G_bar_per_bin, counts)}
+
+
 def check_cache_folder(folder):
     """A sweep cache that cannot be written is a note: the sweeps are then not kept."""
     try:

@@ -325,7 +325,8 @@ def test_another_stream_layout_sweeps_again(checkpoints, tmp_path, capsys):
         broken.write_bytes(b"not a zip file")
     assert analyse(checkpoints[:1], tmp_path, "--no-table2", "--max-tokens", "400",
                    "--batch-size", "20") == 0
-    assert "cannot be read (BadZipFile); sweeping again" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "it cannot be read" in err and "sweeping again" in err
 
 
 @pytest.mark.parametrize("name", ["all", "freq", "nouns", "N-V"])

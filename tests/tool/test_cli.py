@@ -37,3 +37,23 @@ def test_markdown_tables_have_as_many_cells_in_every_row(tmp_path):
                         [["nouns | rank 1-100", "1.0", "2.0"], ["verbs | rank 1-100", "-", "3"]])
     rows = markdown_rows(tmp_path / "t.md")
     assert len({len(row) for row in rows}) == 1 and len(rows) == 4
+
+
+def test_the_early_stopping_message_says_what_happened():
+    from tool import training
+    rose = training.stop_message(15.50, 15.49, 0.0)
+    assert "15.50 is no better than the best so far, 15.49" in rose and "improved" not in rose
+    small = training.stop_message(15.40, 15.49, 0.01)
+    assert "improved by 0.58%, less than --min-improvement 1.00%" in small
+
+
+@pytest.mark.parametrize("script", [train, analyze])
+def test_a_run_that_fails_before_writing_leaves_no_folder(script, tmp_path, monkeypatch, capsys):
+    import nltk
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no-corpus")])
+    monkeypatch.setattr(nltk, "download", lambda *args, **kwargs: False)      # offline
+    target = tmp_path / "new" / "deeper"
+    option = ["--out", str(target / "lm.npz")] if script is train else ["--out-dir", str(target)]
+    assert script.main([*option, "--device", "cpu"]) == 1
+    assert "brown corpus is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and tmp_path.exists()
