@@ -18,7 +18,7 @@ writers of figures and tables are in tool/analysis.py and tool/outputs.py.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import collections
 import itertools
 import os
 import sys
@@ -31,6 +31,7 @@ import corpus
 import lstm_memory
 import train
 from tool import analysis, cli, outputs
+from tool import sentences as tool_sentences
 from tool.checkpoints import CheckpointError
 
 STATES = {"c": ("c",), "h": ("h",), "both": ("c", "h")}
@@ -52,30 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=cli.at_least(1), default=5,
                    help="n of cos(d, H_n) in Figure 2 (at most min(H, E))")
     p.add_argument("--average", default="all", choices=("all", "class"),
-                   help="Figure 2's Gbar_tau: over all positions (eq. 1, the paper's) or over the "
-                        "positions whose word at t - tau is of the property's two classes "
-                        "(results.json then has both)")
+                   help="Figure 2's Gbar_tau over all positions (eq. 1, the paper's) or also over "
+                        "those whose word at t - tau is of the property's two classes")
     p.add_argument("--classes", default=None, metavar="FILE",
-                   help="class file (format: docs/own-text.md) instead of the corpus kind's "
-                        "built-in classes")
+                   help="class file (docs/own-text.md) instead of the built-in classes")
     p.add_argument("--property", action="append", default=[], metavar="A:B",
                    help="one more property d_{A-B} for Figure 2: two classes of the scheme or "
-                        "CoNLL-U features, e.g. Tense=Past:Tense=Pres (repeatable)")
+                        "CoNLL-U features, e.g. Tense=Past:Tense=Pres (repeatable); with "
+                        "--sentence, a property's name (sg-pl) or A:B for the second panel")
+    p.add_argument("--sentence", action="append", default=[], metavar="TEXT",
+                   help="only the memory of this sentence, as a picture: no sweep, no Table 2 "
+                        "(repeatable; words separated by spaces)")
+    p.add_argument("--sentences", metavar="FILE", help="--sentence for each line of FILE")
     p.add_argument("--frequency-bins", type=cli.at_least(1), nargs="+", default=[100, 1000, 5000],
-                   metavar="RANK", help="frequency-rank edges of the word bins (frequency.png, "
-                                        "table1_bands.md)")
+                   metavar="RANK", help="rank edges of the word frequency bins (table1_bands)")
     p.add_argument("--max-tokens", type=cli.at_least(1), default=None,
                    help="analyse the first N tokens only")
-    p.add_argument("--batch-size", type=cli.at_least(1), default=20,
-                   help="parallel streams of the text")
+    p.add_argument("--batch-size", type=cli.at_least(1), default=20, help="streams of the text")
     p.add_argument("--whiten", action="store_true",
                    help="whiten the embedding space (Cholesky factor of its covariance) so that "
                         "singular values of different LMs share one scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
     p.add_argument("--sweep-cache", default=None, metavar="DIR",
-                   help="where the sweeps' sums are kept for reruns (default: "
-                        "$XDG_CACHE_HOME/state-gradients/sweeps, else "
-                        "~/.cache/state-gradients/sweeps)")
+                   help="where the sweeps' sums are kept (default: ~/.cache/state-gradients/"
+                        "sweeps, or under $XDG_CACHE_HOME)")
     p.add_argument("--device", default="auto", choices=cli.DEVICES, help=cli.DEVICE_HELP)
     p.add_argument("--workers", type=cli.at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")
@@ -94,15 +95,11 @@ def parse_args(argv=None):
     return analysis.check_options(p, p.parse_args(argv))
 
 
-@dataclasses.dataclass
-class LabelledText:
-    """The evaluation text as (B, N) streams of word ids and, per sweep, labelings: {name: (B, N)
-    class ids, -1 = in no class} with their class names."""
-    streams: np.ndarray
-    table1: dict               # labelings of the delay-0 sweep: pos, pos_band, unk
-    table1_names: dict
-    memory: dict               # labelings of the 0..K sweep: freq (+ properties with --average class)
-    memory_names: dict
+# the evaluation text as (B, N) streams of word ids and, per sweep, labelings {name: (B, N) class
+# ids, -1 = in no class} with their class names: table1 for the delay-0 sweep (pos, pos_band, unk),
+# memory for the 0..K sweep (freq, and the properties with --average class)
+LabelledText = collections.namedtuple("LabelledText",
+                                      "streams table1 table1_names memory memory_names")
 
 
 def labelled_text(data, scheme, properties, args) -> LabelledText:
@@ -306,7 +303,11 @@ def analyse(args):
     """Every check, then per LM its two sweeps (delay 0 for Table 1, 0..K for the figures; cached)
     and its results, then the figures and tables, then Table 2's fits beside them."""
     xp = cli.backend(args.device)
+    sentences = tool_sentences.read_sentences(args.sentence, args.sentences)   # checked first
     models, scheme = analysis.load_models(args, train.build_parser())
+    if sentences:                               # one sentence's memory, instead of the averages
+        return tool_sentences.analyse_sentences(args, sentences, models, STATES[args.state], (
+            lambda model, prop: property_vectors(model, scheme, [prop], model.whitening)[prop][0]))
     properties = analysis.usable_properties(scheme, models, args.property)
     texts = {m.corpus_key: labelled_text(m.data, scheme, properties, args) for m in models}
     datasets = ({} if args.no_table2 else analysis.table2_datasets(

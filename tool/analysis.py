@@ -40,6 +40,8 @@ def check_options(parser, args):
         parser.error("--frequency-bins must be increasing ranks")
     for prop in args.property:
         sides = prop.split(":")
+        if len(sides) == 1 and (args.sentence or args.sentences) and prop.strip():
+            continue                                     # a property's name, for --sentence
         if len(sides) != 2 or not all(sides):
             parser.error(f"--property {prop}: write two classes or features as A:B")
         if sides[0] == sides[1]:
@@ -120,8 +122,12 @@ def load_scheme(args, data):
     else:
         scheme = corpus.builtin_scheme(data.scheme)
     for prop in args.property:
-        scheme.properties[prop] = tuple(corpus.property_side(scheme, side, f"--property {prop}")
-                                        for side in prop.split(":"))
+        if ":" not in prop and prop not in scheme.properties:
+            raise AnalysisError(f"--property {prop}: {scheme.source} have no property of that name "
+                                f"(they have {', '.join(scheme.properties) or 'none'})")
+        if ":" in prop:
+            scheme.properties[prop] = tuple(corpus.property_side(scheme, side, f"--property {prop}")
+                                            for side in prop.split(":"))
     return scheme
 
 
