@@ -97,7 +97,7 @@ def plot_panels(path, title, rows, columns, draw, ylabel, log=False, ylim=None,
             ax.set_yscale("log" if log else "linear")
             if ylim:
                 ax.set_ylim(*ylim)
-            if ax.get_legend() is None:
+            if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     for ext in ("png", "pdf"):
