@@ -12,8 +12,8 @@ A position whose word is <unk> is in no class (Table 1 shows it as an extra row,
 normalisation). The sweeps' sums are kept (~/.cache/state-gradients/sweeps, or --sweep-cache).
 
 Reading order: the options, the labelled text, then one short function per paper output (Figure 1,
-Table 1, Figure 2, Table 2) and ``analyse``, which runs them. Checks, the sweep cache and the
-writers of figures and tables are in tool/analysis.py and tool/outputs.py.
+Table 1, Figure 2, Table 2) and ``analyse``, which runs them. Checks, the sweep cache, the writers
+of figures and tables and the --sentence pictures are in tool/analysis.py, outputs.py, sentences.py.
 """
 from __future__ import annotations
 
@@ -187,10 +187,10 @@ def model_results(model, scheme, properties, sums0, sums, args) -> outputs.Model
     state of --state, in the whitened embedding space with --whiten."""
     D = model.whitening
     space = (lambda G: G) if D is None else (lambda G: lstm_memory.whiten_gradient(G, D))  # noqa: E731
-    train = model.meta.get("train", {})
+    record = model.meta.get("train", {})
     result = outputs.ModelResults(model.name, model.meta["settings"]["embeddings"],
-                                  int(model.params["W_h"].shape[1]), train.get("best_valid_ppl"),
-                                  train.get("test_ppl"), bool(args.whiten))
+                                  int(model.params["W_h"].shape[1]), record.get("best_valid_ppl"),
+                                  record.get("test_ppl"), bool(args.whiten))
     vectors = property_vectors(model, scheme, properties, D)
     result.properties = {prop: {"words": words, "difference_norm": length}
                          for prop, (_, length, words) in vectors.items()}
@@ -307,7 +307,7 @@ def analyse(args):
     models, scheme = analysis.load_models(args, train.build_parser())
     if sentences:                               # one sentence's memory, instead of the averages
         return tool_sentences.analyse_sentences(args, sentences, models, STATES[args.state], (
-            lambda model, prop: property_vectors(model, scheme, [prop], model.whitening)[prop][0]))
+            lambda model, prop: property_vectors(model, scheme, [prop], None)[prop][0]))
     properties = analysis.usable_properties(scheme, models, args.property)
     texts = {m.corpus_key: labelled_text(m.data, scheme, properties, args) for m in models}
     datasets = ({} if args.no_table2 else analysis.table2_datasets(

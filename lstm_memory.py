@@ -121,7 +121,7 @@ def softmax_cross_entropy(logits, targets, n_total: int | None = None, out=None)
     """
     xp = get_array_module(logits)
     N = logits.shape[0] if n_total is None else n_total
-    rows = xp.arange(logits.shape[0])
+    rows = xp.arange(logits.shape[0])                                               # (n,)
     dlogits = logits.copy() if out is None else out
     if dlogits is not logits:
         dlogits[...] = logits
@@ -444,7 +444,7 @@ class StateGradientSums:
 
     Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
     all labelings ([c; h] stacked on the state axis), plus two float32 buffers of the same size in
-    the fast step's layout (K+1, 2, C, E, H): one step's class sums, and the window that collects
+    the fast step's layout (K+1, 2, C, E·H): one step's class sums, and the window that collects
     them before ``flush`` adds them to the float64 sums (float32 sums would lose the small terms of
     a long text).
 
@@ -460,10 +460,10 @@ class StateGradientSums:
             self.offsets[name] = C
             C += len(classes)
         self.xp, self.H = xp, H
-        self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)
+        self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)                # (K+1, C, 2H, E)
         self.window = xp.zeros((K + 1, 2, C, E * H), dtype=np.float32)   # the window's class sums
         self.step = xp.empty((K + 1, 2, C, E * H), dtype=np.float32)    # one step's class sums
-        self.counts = np.zeros((K + 1, C), dtype=np.int64)
+        self.counts = np.zeros((K + 1, C), dtype=np.int64)                          # (K+1, C)
 
     def add(self, J, labels_at_source):
         """Add G_{t,k} (the fast layout J (B, 2, K+1, E, H)) to the sums of each class of x_{t-k}.
@@ -547,20 +547,21 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     B, N = streams.shape
     if N <= K:
         raise ValueError(f"delay {K} is larger than the text (each of the {B} streams has {N} "
-                         "words); use a smaller --max-delay or more text")
+                         "words); use a smaller K or more text")
     xp = get_array_module(params["W_h"])
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
     H, E = W_h.shape[1], W_x.shape[1]
     sums = StateGradientSums(label_names, K, H, E, xp=xp)
     all_labels = {"all": np.zeros_like(streams), **labelings}
     # labels padded with K "-1" columns on the left: column t + K - k holds the word at t - k
-    padded = {n: np.concatenate([np.full((B, K), -1), lab], axis=1) for n, lab in all_labels.items()}
+    padded = {n: np.concatenate([np.full((B, K), -1), lab], axis=1)     # (B, K + N) each
+              for n, lab in all_labels.items()}
     tokens = xp.asarray(streams)
     h = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents, fast layout
     J_next = xp.empty_like(J)                                # second buffer, swapped every step
-    delays = np.arange(K + 1)
+    delays = np.arange(K + 1)                                                       # (K+1,)
     for t in range(N):
         h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
         J, J_next = tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J

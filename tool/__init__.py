@@ -9,6 +9,7 @@ they never import it.
   training.py     a training run's start, resume, saves and messages
   analysis.py     analyze.py's inputs checked before the long work; the sweep cache
   outputs.py      figures, tables and results.json
+  sentences.py    one sentence's memory as a picture (analyze.py --sentence)
   corpora.py      every corpus name behind one call
   own_text.py     the user's CoNLL-U or word/TAG files and class files
   languages.py    the planted-memory language and the tests' toy language

@@ -38,6 +38,9 @@ def check_options(parser, args):
     """The checks argparse cannot make on analyze.py's options (a usage error, status 2)."""
     if args.frequency_bins != sorted(set(args.frequency_bins)):
         parser.error("--frequency-bins must be increasing ranks")
+    if args.whiten and (args.sentence or args.sentences):
+        parser.error("--whiten compares LMs' averages on one scale; a --sentence picture is drawn "
+                     "in each LM's own embedding space: give one of them")
     for prop in args.property:
         sides = prop.split(":")
         if len(sides) == 1 and (args.sentence or args.sentences) and prop.strip():

@@ -1,8 +1,8 @@
 """The bookkeeping of a training run: its settings, its start (new or resumed from
 <out>.last.npz, every saved field checked), its saves, its progress bar and its messages.
 
-train.py holds the method (the options, the SGD loop with the paper's schedule, evaluation);
-this module keeps a run alive across interruptions.
+train.py holds the training itself (the options, the SGD loop with the paper's schedule,
+evaluation); this module keeps a run alive across interruptions.
 """
 from __future__ import annotations
 

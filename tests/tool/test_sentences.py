@@ -94,3 +94,9 @@ def test_bad_sentences_are_one_sentence_before_any_work(lm, tmp_path, capsys, mo
     assert sentence(lm, tmp_path / "out", *extra) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_whiten_does_not_apply_to_a_sentence(capsys):
+    with pytest.raises(SystemExit) as usage:
+        analyze.parse_args(["--sentence", "the cats see", "--whiten"])
+    assert usage.value.code == 2 and "--whiten" in capsys.readouterr().err
