@@ -88,7 +88,7 @@ def analyse_sentences(args, sentences, models, states, property_vector):
             index = model.data.word_to_id
             ids = [index.get(w, index[corpus.UNK]) for w in words]
             params = {k: v.astype(np.float64) for k, v in model.params.items()}
-            G = sentence_gradients(params, ids, index[corpus.EOS])
+            G = sentence_gradients(params, ids, index.get(corpus.EOS, index[corpus.UNK]))
             d = property_vector(model, prop) if prop else None
             maps = {state: memory_maps(G[state], d) for state in states}
             entry["lms"][model.name] = {
