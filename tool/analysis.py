@@ -347,12 +347,28 @@ def task_dataset(classes, task_spec, min_words=10):
     return np.array(ids, dtype=int), np.array([labels[i] for i in ids])
 
 
+def check_out_dir_kind(args):
+    """An --out-dir holds one kind of run: a sentence picture (--sentence) or the averages, never
+    the results.json of one beside the figures of the other."""
+    path = os.path.join(args.out_dir, "results.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            earlier = "sentences" in json.load(handle)
+    except (OSError, ValueError, TypeError):
+        return
+    if earlier != bool(args.sentence or args.sentences):
+        kind = "a --sentence picture" if earlier else "an analysis of the averages"
+        raise AnalysisError(f"--out-dir {args.out_dir} holds {kind} ({path}): give this run "
+                            "another --out-dir")
+
+
 def load_models(args, train_parser) -> tuple:
     """Every checkpoint of --checkpoints with the corpus it was trained on and its word classes,
     checked: --out-dir and the sweep cache writable, distinct names, --top-n possible, --whiten's
     factor, one class scheme for all; ``train_parser``: train.py's, whose ranges the saved
     settings must keep. Returns (models, scheme)."""
     writable_directory(args.out_dir, "--out-dir")
+    check_out_dir_kind(args)
     corpus_cache, models, schemes = {}, [], {}
     for path in args.checkpoints:
         model = load_model(path, corpus_cache, train_parser)

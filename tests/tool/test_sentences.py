@@ -100,3 +100,12 @@ def test_whiten_does_not_apply_to_a_sentence(capsys):
     with pytest.raises(SystemExit) as usage:
         analyze.parse_args(["--sentence", "the cats see", "--whiten"])
     assert usage.value.code == 2 and "--whiten" in capsys.readouterr().err
+
+
+def test_an_out_dir_holds_one_kind_of_run(lm, tmp_path, capsys):
+    assert sentence(lm, tmp_path, "--sentence", "the cats see") == 0
+    assert sentence(lm, tmp_path, "--max-delay", "2", "--no-table2") == 1     # the averages
+    assert "holds a --sentence picture" in capsys.readouterr().err
+    assert sentence(lm, tmp_path / "averages", "--max-delay", "2", "--no-table2") == 0
+    assert sentence(lm, tmp_path / "averages", "--sentence", "the cats see") == 1
+    assert "holds an analysis of the averages" in capsys.readouterr().err
