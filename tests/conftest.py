@@ -47,6 +47,17 @@ SMALL_LM_ARGS = ["--device", DEVICE, "--corpus", "generated", "--embedding-size"
                  "16", "--batch-size", "4", "--num-steps", "10", "--no-progress", "--cbow-min-count", "1"]
 
 
+def train_small_lms(folder, variants):
+    """Small LMs of the generated corpus, one per (name, more train.py options): their paths."""
+    import train
+    paths = []
+    for name, options in variants:
+        path = str(folder / f"{name}.npz")
+        assert train.main([*SMALL_LM_ARGS, *options, "--out", path]) == 0
+        paths.append(path)
+    return paths
+
+
 @pytest.fixture
 def small_lm_args():
     """train.py options of a small LM on the generated corpus (trains in about a second an epoch)."""

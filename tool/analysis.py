@@ -81,10 +81,12 @@ def load_model(path, corpus_cache, train_parser) -> Model:
             corpus_cache[key] = load_corpus(**settings)
         except corpus.CorpusError as error:
             raise corpus.CorpusError(f"{path} was trained on {settings['name']}: {error}") from None
-        corpus_cache[key].digest = corpus_digest(corpus_cache[key])
     data = corpus_cache[key]
     checkpoints.check_vocab(path, vocab, data.vocab)
-    if meta.get("corpus_digest", data.digest) != data.digest:
+    recorded = meta.get("corpus_digest")                  # LMs trained before it was recorded: none
+    if recorded is not None:
+        data.digest = getattr(data, "digest", None) or corpus_digest(data)   # once per corpus
+    if recorded is not None and recorded != data.digest:
         raise CheckpointError(f"{path} was trained on {settings['name']} as it was then: its "
                               "words or tags have changed since (restore that text, or train "
                               "the LM again)")

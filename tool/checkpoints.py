@@ -49,11 +49,10 @@ def check_setting_values(path: str, saved: dict, parser, keys) -> None:
         if key not in saved or action is None or (value is None and action.default is None):
             continue
         option = "--" + key.replace("_", "-")
-        if isinstance(action.default, bool) or action.type is None and action.choices is None:
-            refused = not isinstance(value, type(action.default)) if action.default is not None \
-                else False
-        elif action.choices is not None:
+        if action.choices is not None:
             refused = value not in action.choices
+        elif action.type is None:                                  # a flag: its default's type
+            refused = action.default is not None and not isinstance(value, type(action.default))
         else:
             try:
                 converted = action.type(str(value))

@@ -95,8 +95,8 @@ def blas_threads() -> int:
 class Interrupt:
     """Turns Ctrl-C into a flag that a loop checks between steps, so a save is never torn."""
 
-    def __init__(self, message: str = "\ninterrupt: saving after this window ..."):
-        self.requested, self.message = False, message
+    def __init__(self):
+        self.requested = False
 
     def __enter__(self):
         self.previous = signal.signal(signal.SIGINT, self._handle)
@@ -106,7 +106,7 @@ class Interrupt:
         if self.requested:          # a second Ctrl-C: give up at once
             raise KeyboardInterrupt
         self.requested = True
-        print(self.message, file=sys.stderr)
+        print("\ninterrupt: saving after this window ...", file=sys.stderr)
 
     def __exit__(self, *exc):
         signal.signal(signal.SIGINT, self.previous)

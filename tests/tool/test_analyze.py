@@ -13,7 +13,7 @@ import corpus
 import lstm_memory
 import train
 from tool import analysis, corpora
-from conftest import DEVICE, SMALL_LM_ARGS
+from conftest import DEVICE, SMALL_LM_ARGS, train_small_lms
 from test_cli import markdown_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,13 +23,8 @@ PAPER_CLASSES = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./p
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lms")
-    paths = []
-    for kind in ("joint", "cbow"):
-        path = str(folder / f"{kind}.npz")
-        assert train.main([*SMALL_LM_ARGS, "--epochs", "3", "--embeddings", kind, "--out", path]) == 0
-        paths.append(path)
-    return paths
+    return train_small_lms(tmp_path_factory.mktemp("lms"),
+                           [(kind, ["--epochs", "3", "--embeddings", kind]) for kind in ("joint", "cbow")])
 
 
 def analyse(checkpoints, out_dir, *extra):

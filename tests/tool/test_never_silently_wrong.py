@@ -14,7 +14,7 @@ import pytest
 import analyze
 import lstm_memory
 import train
-from conftest import DEVICE, SMALL_LM_ARGS
+from conftest import DEVICE, SMALL_LM_ARGS, train_small_lms
 import corpus
 from tool import files, languages, own_text
 
@@ -22,13 +22,8 @@ from tool import files, languages, own_text
 @pytest.fixture(scope="module")
 def two_lms(tmp_path_factory):
     """Two small LMs of the generated corpus that differ only in their seed."""
-    folder = tmp_path_factory.mktemp("two")
-    paths = []
-    for seed in ("0", "1"):
-        path = str(folder / f"lm{seed}.npz")
-        assert train.main([*SMALL_LM_ARGS, "--epochs", "2", "--seed", seed, "--out", path]) == 0
-        paths.append(path)
-    return paths
+    return train_small_lms(tmp_path_factory.mktemp("two"),
+                           [(f"lm{seed}", ["--epochs", "2", "--seed", seed]) for seed in ("0", "1")])
 
 
 def analyse(checkpoint, out_dir, *extra):
