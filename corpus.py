@@ -63,7 +63,7 @@ def quote(text: str) -> str:
 SCHEMES = {
     "brown": """
 # Brown tags read as the Penn Treebank (the paper's tagset) would tag them; -TL/-HL/-NC suffixes
-# dropped, the preposition "to" read as TO (in no class); contractions (PPS+BEZ he's, DOD* didn't)
+# dropped (a common noun in a title, and a weekday, tagged as a proper noun), the preposition "to" read as TO (in no class); contractions (PPS+BEZ he's, DOD* didn't)
 # are two PTB tokens and in no class. [*] is Brown's tag "*" (not), a literal star.
 pos pronouns = PP* !*+*
 pos nouns = NN NNS NP NPS NR NRS PN NN$ NNS$ NP$ NPS$ NR$ PN$ !*+*
@@ -132,7 +132,8 @@ property distractor = group-A group-B
 }
 # Table 2's "nouns" row classifies nouns by the paper's four Penn Treebank tags. Brown's other noun
 # tags read as the PTB tag of the same number and (as the brown scheme's classes have it) type:
-# possessives as their base tag, NR/NRS (home, Sunday) and PN (anyone) as common nouns.
+# possessives as their base tag, NR/NRS (home, west) and PN (anyone) as common nouns (weekdays and
+# nouns in titles are proper already: normalize_tag).
 PTB_NOUN_TAG = {"NN$": "NN", "NR": "NN", "NR$": "NN", "PN": "NN", "PN$": "NN", "NNS$": "NNS",
                 "NRS": "NNS", "NP": "NNP", "NP$": "NNP", "NPS": "NNPS", "NPS$": "NNPS"}
 SCHEME_OF_CORPUS = {"brown": "brown", "generated": "brown", "treebank": "treebank",
@@ -250,18 +251,36 @@ def check_tags_exist(scheme: Scheme, tags) -> None:
                                   f"is not in the corpus (its tags: {shown})")
 
 
+WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+PROPER_NOUN_TAG = {"NN": "NP", "NR": "NP", "NN$": "NP$", "NR$": "NP$", "NNS": "NPS", "NRS": "NPS",
+                   "NNS$": "NPS$"}      # a common noun's Brown tag -> the proper noun tag of its number
+
+
+def is_weekday(word: str) -> bool:
+    """Sunday, Sundays, Sunday's (any case)."""
+    base = word.lower().removesuffix("'s").removesuffix("'")
+    return base in WEEKDAYS or base.removesuffix("s") in WEEKDAYS
+
+
 def normalize_tag(word: str, tag: str, corpus: str) -> str:
-    """A token's tag as the class schemes read it.
+    """A token's tag as the class schemes read it: for Brown, as the Penn Treebank would tag it.
 
     Args:
         word: the token (any case).   tag: its gold tag.   corpus: the corpus name.
     Brown and the generated language: the title/headline/cited-word suffixes -TL, -HL, -NC are
-    dropped (``NN-TL`` -> ``NN``). Brown only: the preposition "to" (``IN``) is read as the Penn
-    Treebank tags it, ``TO`` (in no class, like the infinitive marker Brown already tags TO).
+    dropped (``NN-HL`` -> ``NN``), but a common noun in a title is part of a name, a proper noun
+    of its number (``NN-TL`` -> ``NP``: Department, University; PTB's NNP). Brown only: weekdays
+    (``NR`` sunday, ``NRS`` sundays) are proper nouns, as in PTB; the preposition "to" (``IN``) is
+    read as PTB tags it, ``TO`` (in no class, like the infinitive marker Brown already tags TO).
     """
     if corpus in ("brown", "generated"):
-        parts = [p for p in tag.split("-") if p not in ("TL", "HL", "NC")]
-        tag = "-".join(parts) if parts else tag
+        parts = tag.split("-")
+        kept = "-".join(p for p in parts if p not in ("TL", "HL", "NC")) or tag
+        if "TL" in parts[1:]:
+            kept = PROPER_NOUN_TAG.get(kept, kept)
+        tag = kept
+    if corpus == "brown" and tag in ("NR", "NRS", "NR$") and is_weekday(word):
+        tag = PROPER_NOUN_TAG[tag]
     if corpus == "brown" and tag == "IN" and word.lower() == "to":
         tag = "TO"
     return tag

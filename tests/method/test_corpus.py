@@ -111,9 +111,8 @@ def test_a_bracketed_star_is_a_literal_star():
 
 
 def test_brown_tags_are_read_as_the_treebank_tags_them():
-    assert corpus.normalize_tag("cat", "NN-TL", "brown") == "NN"
+    assert corpus.normalize_tag("cat", "NN-HL", "brown") == "NN"
     assert corpus.normalize_tag("john", "NP-TL-HL", "brown") == "NP"
-    assert corpus.normalize_tag("city's", "NN$-TL", "brown") == "NN$"
     assert corpus.normalize_tag("cat", "NN-TL", "treebank") == "NN-TL"
     assert corpus.normalize_tag("to", "IN", "brown") == "TO"               # the preposition
     assert corpus.normalize_tag("To", "IN-TL", "brown") == "TO"
@@ -121,6 +120,24 @@ def test_brown_tags_are_read_as_the_treebank_tags_them():
     assert corpus.normalize_tag("into", "IN", "brown") == "IN"
     assert corpus.normalize_tag("to", "IN", "generated") == "IN"           # Brown only
     assert corpus.normalize_tag("to", "IN", "treebank") == "IN"
+
+
+@pytest.mark.parametrize("word, brown_tag, ptb_tag", [
+    # a common noun in a title is part of a name: the proper noun tag of its number
+    ("Department", "NN-TL", "NNP"), ("States", "NNS-TL", "NNPS"), ("City's", "NN$-TL", "NNP"),
+    ("Churches'", "NNS$-TL", "NNPS"), ("West", "NR-TL", "NNP"), ("Avenues", "NRS-TL", "NNPS"),
+    ("County", "NN-TL-HL", "NNP"), ("county", "NN-HL", "NN"), ("county", "NN", "NN"),
+    # weekdays are proper nouns in PTB, any case and number; other NR words stay common
+    ("Sunday", "NR", "NNP"), ("saturday", "NR", "NNP"), ("Mondays", "NRS", "NNPS"),
+    ("Friday's", "NR$", "NNP"), ("home", "NR", "NN"), ("tomorrow", "NR", "NN"), ("west", "NR", "NN"),
+    ("Sundays", "NNS", "NNS"),                                   # not an NR tag: as tagged
+    # tags that are not common nouns keep their tag in titles
+    ("John", "NP-TL", "NNP"), ("Great", "JJ-TL", "JJ"), ("of", "IN-TL", "IN"), ("Sunday", "NP", "NNP"),
+])
+def test_brown_nouns_in_titles_and_weekdays_are_proper_as_in_ptb(word, brown_tag, ptb_tag):
+    tag = corpus.normalize_tag(word, brown_tag, "brown")
+    assert corpus.PTB_NOUN_TAG.get(tag, tag) == ptb_tag
+    assert corpus.normalize_tag(word, brown_tag, "treebank") == brown_tag
 
 
 def test_batchify_and_majority_tags():
