@@ -8,12 +8,11 @@ Reads the evaluation text with each LM while carrying forward-mode state gradien
 0..K (lstm_memory.sweep_state_gradients), then writes Figure 1, Tables 1 and 2, Figure 2 and more
 to --out-dir, with results.json holding every number behind them (the list: tool/outputs.py).
 
-A position whose word is <unk> is in no class (Table 1 shows it as an extra row, outside the
-normalisation). The sweeps' sums are kept (~/.cache/state-gradients/sweeps, or --sweep-cache).
+A word <unk> is in no class (Table 1's extra row, outside the normalisation). Every number has a
+95 % interval (a bootstrap over the text's streams: tool/bootstrap.py).
 
-Reading order: the options, the labelled text, then one short function per paper output (Figure 1,
-Table 1, Figure 2, Table 2) and ``analyse``, which runs them. Checks, the sweep cache, the writers
-of figures and tables and the --sentence pictures are in tool/analysis.py, outputs.py, sentences.py.
+Reading order: the options, the labelled text, one function per paper output, ``analyse``. Checks,
+the sweep cache, the bootstrap, the writers and --sentence pictures are in tool/.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ from tqdm import tqdm
 import corpus
 import lstm_memory
 import train
-from tool import analysis, cli, outputs
+from tool import analysis, bootstrap, cli, outputs, parallel
 from tool import sentences as tool_sentences
 from tool.checkpoints import CheckpointError
 
@@ -43,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=cli.HelpFormatter)
     p.add_argument("--checkpoints", nargs="+",
                    default=["checkpoints/joint.npz", "checkpoints/cbow.npz"],
-                   help="LM checkpoints written by train.py (one colour/panel each; they may differ "
-                        "in --hidden-size: add --whiten to compare their singular values)")
+                   help="LM checkpoints written by train.py (of different --hidden-size: --whiten)")
     p.add_argument("--split", default="valid", choices=corpus.SPLITS, help="evaluation text")
     p.add_argument("--max-delay", type=cli.at_least(0), default=30, help="K: delays 0..K")
     p.add_argument("--state", default="c", choices=tuple(STATES),
@@ -71,21 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analyse the first N tokens only")
     p.add_argument("--batch-size", type=cli.at_least(1), default=20, help="streams of the text")
     p.add_argument("--whiten", action="store_true",
-                   help="whiten the embedding space (Cholesky factor of its covariance) so that "
-                        "singular values of different LMs share one scale")
+                   help="whiten the embedding space, so that the singular values of LMs share a scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
     p.add_argument("--sweep-cache", default=None, metavar="DIR",
-                   help="where the sweeps' sums are kept (default: ~/.cache/state-gradients/"
-                        "sweeps, or under $XDG_CACHE_HOME)")
+                   help="where the sweeps' sums are kept (default: ~/.cache/state-gradients/sweeps)")
     p.add_argument("--device", default="auto", choices=cli.DEVICES, help=cli.DEVICE_HELP)
     p.add_argument("--workers", type=cli.at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")
     p.add_argument("--classifier-seeds", type=cli.at_least(1), default=1,
                    help="initialisation seeds in Table 2's grid search")
     p.add_argument("--cv-folds", type=cli.at_least(2), default=3,
-                   help="Table 2's honest protocol: folds of the cross-validation that picks the "
-                        "setting on the training words")
+                   help="Table 2's honest protocol: folds of the CV that picks its setting")
     p.add_argument("--no-table2", action="store_true", help="skip Table 2 (minutes of fits)")
+    p.add_argument("--bootstrap", type=cli.at_least(0), default=1000, metavar="R",
+                   help="resamples of the streams for every number's 95%% interval (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -95,9 +92,8 @@ def parse_args(argv=None):
     return analysis.check_options(p, p.parse_args(argv))
 
 
-# the evaluation text as (B, N) streams of word ids and, per sweep, labelings {name: (B, N) class
-# ids, -1 = in no class} with their class names: table1 for the delay-0 sweep (pos, pos_band, unk),
-# memory for the 0..K sweep (freq, and the properties with --average class)
+# (B, N) streams of word ids and per sweep {name: (B, N) class ids, -1 = none} with class names:
+# table1 for the delay-0 sweep (pos, pos_band, unk), memory for 0..K (freq; properties if class)
 LabelledText = collections.namedtuple("LabelledText",
                                       "streams table1 table1_names memory memory_names")
 
@@ -232,7 +228,7 @@ def classifier_grid(seeds):
 
 
 def fit_and_score(setting, X_train, y_train, X_test, y_test):
-    """Accuracy on (X_test, y_test) of one logistic regression of the grid fitted on the rest."""
+    """(X_test,) True where one logistic regression of the grid, fitted on the rest, is right."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -243,7 +239,7 @@ def fit_and_score(setting, X_train, y_train, X_test, y_test):
         model = OneVsRestClassifier(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X_train, y_train).score(X_test, y_test)
+        return model.fit(X_train, y_train).predict(X_test) == y_test
 
 
 def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1, progress=None):
@@ -262,8 +258,8 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1, progress=None):
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=analysis.HELD_OUT, stratify=y, random_state=split_seed)
+    X_train, X_test, y_train, y_test, _, held_out_index = train_test_split(
+        X, y, np.arange(len(y)), test_size=analysis.HELD_OUT, stratify=y, random_state=split_seed)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     grid = list(classifier_grid(seeds))
@@ -271,18 +267,19 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1, progress=None):
     parts = [(X_train, y_train, X_test, y_test)]                     # [0]: scored on held-out words
     parts += [(X_train[fit], y_train[fit], X_train[score], y_train[score])   # [1:]: the CV folds
               for fit, score in cv_splits]
-    scores = []
-    for score in Parallel(n_jobs=jobs, return_as="generator")(
+    correct = []                                 # per setting and part: (words,) True if right
+    for outcome in Parallel(n_jobs=jobs, return_as="generator")(
             delayed(fit_and_score)(s, *part) for s in grid for part in parts):
-        scores.append(score)
+        correct.append(outcome)
         if progress:
             progress(1)
-    scores = np.array(scores).reshape(len(grid), -1)                 # (settings, 1 + folds)
+    scores = np.array([c.mean() for c in correct]).reshape(len(grid), -1)   # (settings, 1 + folds)
     held_out, cv = scores[:, 0], scores[:, 1:].mean(axis=1)
     best, chosen = int(np.argmax(held_out)), int(np.argmax(cv))     # the first of equal scores
     return {"paper": float(held_out[best]), "honest": float(held_out[chosen]),
             "cv": float(cv[chosen]), "paper_setting": grid[best], "honest_setting": grid[chosen],
-            "words": [len(y_train), len(y_test)]}
+            "words": [len(y_train), len(y_test)], "held_out": held_out_index,
+            "correct": {"paper": correct[best * len(parts)], "honest": correct[chosen * len(parts)]}}
 
 
 def table2(models, datasets, args):
@@ -296,12 +293,12 @@ def table2(models, datasets, args):
                                          args.cv_folds, progress=bar.update)}
                    for name, (ids, labels) in by_model.items()} for task, by_model in datasets.items()}
     bar.close()
+    bootstrap.table2_intervals(rows, datasets, args.bootstrap or 1000)
     return rows
 
 
 def analyse(args):
-    """Every check, then per LM its two sweeps (delay 0 for Table 1, 0..K for the figures; cached)
-    and its results, then the figures and tables, then Table 2's fits beside them."""
+    """Checks; per LM its sweeps (delay 0, 0..K; cached), results, resamples; outputs; Table 2."""
     xp = cli.backend(args.device)
     sentences = tool_sentences.read_sentences(args.sentence, args.sentences)   # checked first
     models, scheme = analysis.load_models(args, train.build_parser())
@@ -312,7 +309,8 @@ def analyse(args):
     texts = {m.corpus_key: labelled_text(m.data, scheme, properties, args) for m in models}
     datasets = ({} if args.no_table2 else analysis.table2_datasets(
         models, analysis.table2_tasks(scheme, properties), args.cv_folds))
-    results, timing = [], {}
+    results, replicates, timing = [], [], {}
+    draws = bootstrap.draws(args.bootstrap, args.batch_size)          # (R, B): the same for every LM
     for model in models:
         text = texts[model.corpus_key]
         sums0, seconds0 = analysis.cached_sweep(model, text.streams, text.table1,
@@ -321,15 +319,17 @@ def analyse(args):
                                               args.max_delay, args, xp)
         timing[model.name] = {"positions": int(text.streams.size), "seconds_delay0": seconds0,
                               "seconds": seconds}
-        results.append(model_results(model, scheme, properties, sums0, sums, args))
-        if seconds:
-            print(f"{model.name}: {text.streams.size} positions in {seconds:.0f} s "
-                  f"({text.streams.size / seconds:.0f}/s)", file=sys.stderr)
-    states = STATES[args.state]
-    outputs.write_outputs(models, results, {}, scheme, states, args, timing)   # all but Table 2
+        results.append(model_results(model, scheme, properties, sums0.means(), sums.means(), args))
+        replicates.append(parallel.resample(lambda w: model_results(  # noqa: B023 (called here)
+            model, scheme, properties, sums0.means(w), sums.means(w), args), draws, model.name,
+            args.no_progress, args.workers))
+    states, paired = STATES[args.state], [m.corpus_key == models[0].corpus_key for m in models]
+    report = {"timing": timing, "differences": bootstrap.attach(results, replicates, states,
+                                                                properties, paired)}
+    outputs.write_outputs(models, results, {}, scheme, states, args, report)   # all but Table 2
     if datasets:
         outputs.write_outputs(models, results, table2(models, datasets, args), scheme, states,
-                              args, timing, figures=False)                 # then Table 2 beside
+                              args, report, figures=False)                 # then Table 2 beside
     else:
         outputs.remove_stale_table2(args.out_dir)           # a folder never mixes two runs
     print(f"wrote figures, tables and results.json to {args.out_dir}", file=sys.stderr)

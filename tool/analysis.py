@@ -18,6 +18,7 @@ from tqdm import tqdm
 import corpus
 import lstm_memory
 from tool import checkpoints, files, parallel
+from tool.bootstrap import BlockSums
 from tool.checkpoints import CheckpointError
 from tool.cli import cache_home
 from tool.corpora import corpus_digest, corpus_settings, load_corpus
@@ -209,7 +210,7 @@ def cache_folder(model, args):
     return args.sweep_cache or os.path.join(cache_home(), "sweeps")
 
 
-SWEEP_VERSION = "state-gradient-sums/2"   # changes whenever the sums a sweep gives would change
+SWEEP_VERSION = "state-gradient-sums/3"   # 3: per stream   # changes whenever the sums a sweep gives would change
 
 
 def sweep_key(model, streams, labelings, names, K) -> str:
@@ -233,66 +234,65 @@ def sums_digest(sums, counts) -> str:
                           + np.ascontiguousarray(counts).tobytes()).hexdigest()
 
 
-def read_cached_sums(path, key, sums) -> str | None:
-    """Fill ``sums`` from the cache file ``path`` if it holds the sums of ``key``; else the reason
-    it cannot be used (None when there is no file)."""
+def read_cached_sums(path, key, shape) -> tuple:
+    """(BlockSums arrays sums, counts) from the cache file ``path`` if it holds the sums of
+    ``key`` with ``shape``, else (None, the reason it cannot be used; None when there is none)."""
     if not os.path.lexists(path):
-        return None
+        return None, None
     try:
         with np.load(path, allow_pickle=False) as saved:
             stored_key, cached, counts = str(saved["key"]), saved["sums"], saved["counts"]
             stored_digest = str(saved["digest"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        return f"it cannot be read ({type(error).__name__})"
+        return None, f"it cannot be read ({type(error).__name__})"
     if stored_key != key:
-        return "it holds the sums of another LM, text or code"
+        return None, "it holds the sums of another LM, text or code"
     if stored_digest != sums_digest(cached, counts):
-        return "its sums are not the ones that were written"
-    if cached.shape != sums.sums.shape or counts.shape != sums.counts.shape:
-        return f"its sums have the shape {cached.shape}, not {sums.sums.shape}"
+        return None, "its sums are not the ones that were written"
+    if cached.shape != shape or counts.shape != shape[:3]:
+        return None, f"its sums have the shape {cached.shape}, not {shape}"
     if not np.all(np.isfinite(cached)) or counts.dtype.kind not in "iu" or np.any(counts < 0):
-        return "its sums are not finite or its counts negative"
-    sums.sums, sums.counts = cached.astype(np.float64), counts.astype(np.int64)
-    return ""
+        return None, "its sums are not finite or its counts negative"
+    return (cached.astype(np.float64), counts.astype(np.int64)), ""
 
 
 def cached_sweep(model, streams, labelings, names, K, args, xp):
-    """parallel.sweep_state_gradients for one LM, or its sums from the sweep cache when the same
-    key (``sweep_key``) was swept before; returns StateGradientSums and the seconds it took.
+    """parallel.sweep_blocks for one LM, or its sums from the sweep cache when the same key
+    (``sweep_key``) was swept before; returns BlockSums and the seconds it took.
 
     A cache file that cannot be used is swept again with one line saying why; a cache that cannot
     be written costs the cache only (one line), never the results."""
     key = sweep_key(model, streams, labelings, names, K)
     path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
-    sums = lstm_memory.StateGradientSums(names, K, H, E, xp=np)
-    why_not = read_cached_sums(path, key, sums)
-    if why_not == "":
+    C = 1 + sum(len(classes) for classes in names.values())
+    cached, why_not = read_cached_sums(path, key, (len(streams), K + 1, C, 2 * H, E))
+    if cached is not None:
         print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
-        return sums, 0.0
+        return BlockSums(names, K, H, E, *cached), 0.0
     if why_not:
         print(f"{model.name}: not reusing {path}: {why_not}; sweeping again", file=sys.stderr)
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
-    sums = parallel.sweep_state_gradients(on_device, streams, labelings, names, K,
-                                          progress=bar.update, workers=args.workers)
+    blocks = parallel.sweep_blocks(on_device, streams, labelings, names, K, progress=bar.update,
+                                   workers=args.workers)
     lstm_memory.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
-    sums.flush()
+    print(f"{model.name}: {streams.size} positions in {seconds:.0f} s ({streams.size / seconds:.0f}/s)",
+          file=sys.stderr)
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        on_host = lstm_memory.to_numpy(sums.sums)
         files.atomic_write(path, lambda f: np.savez(
-            f, key=np.asarray(key), sums=on_host, counts=sums.counts,
-            digest=np.asarray(sums_digest(on_host, sums.counts))))
+            f, key=np.asarray(key), sums=blocks.sums, counts=blocks.counts,
+            digest=np.asarray(sums_digest(blocks.sums, blocks.counts))))
     except OSError as error:
         print(f"note: {model.name}: the sweep could not be kept in {path} "
               f"({error.strerror or error}); the results are written all the same", file=sys.stderr)
-    return sums, seconds
+    return blocks, seconds
 
 
 def why_not_splittable(labels, folds):

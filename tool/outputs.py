@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 import corpus
+from tool.bootstrap import SEP
 from tool.files import atomic_write
 
 
@@ -61,6 +62,7 @@ class ModelResults:
     frequency: dict = dataclasses.field(default_factory=dict)    # state -> bin -> sigma_1 per delay
     properties: dict = dataclasses.field(default_factory=dict)   # property -> words, |difference|
     property_cosines: dict = dataclasses.field(default_factory=dict)
+    intervals: dict = dataclasses.field(default_factory=dict)    # path -> 95 % interval (bootstrap)
 
 
 def write_table(stem, header, rows):
@@ -225,28 +227,36 @@ def write_tables(results, rows_of_table2, scheme, states, out):
     header = [result.checkpoint + (f" ({state})" if len(states) > 1 else "")
               for result, state in columns]
 
-    def cell(row, with_share=True):
+    def cell(result, section, state, name):               # sigma_1 [95 % interval] (share) or n
+        row = getattr(result, section)[state].get(name)
         if row is None or row["sigma1"] is None:
             return "-"
-        if with_share:
-            return f"{row['sigma1']:.3f}" + (f" ({row['normalised']:.2f})" if row["normalised"]
-                                             is not None else "")
-        return f"{row['sigma1']:.3f} n={row['count']}"
+        ci = result.intervals.get(SEP.join((section, state, name, "sigma1")))
+        text = f"{row['sigma1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        if section == "table1_bands":
+            return f"{text} n={row['count']}"
+        return text + (f" ({row['normalised']:.2f})" if row["normalised"] is not None else "")
 
     write_table(out("table1"), ["class", *header],
-                [[name, *(cell(result.table1[state][name]) for result, state in columns)]
+                [[name, *(cell(result, "table1", state, name) for result, state in columns)]
                  for name in [*scheme.pos, corpus.UNK]])
     bands = list(dict.fromkeys(b for result in results for b in result.table1_bands[states[0]]))
     write_table(out("table1_bands"), ["class | band", *header],
-                [[band, *(cell(result.table1_bands[state].get(band), False)
-                          for result, state in columns)] for band in bands])
+                [[band, *(cell(result, "table1_bands", state, band) for result, state in columns)]
+                 for band in bands])
     if rows_of_table2:
         names = [result.checkpoint for result in results]
         protocols = ("paper", "honest")
         write_table(out("table2"), ["classes", *(f"{n} ({p})" for n in names for p in protocols)],
                     [[f"{task} ({next(iter(row.values()))['classes']})",
-                      *(f"{100 * row[n][p]:.2f}" for n in names for p in protocols)]
+                      *(percent(row[n], p) for n in names for p in protocols)]
                      for task, row in rows_of_table2.items()])
+
+
+def percent(cell, protocol):
+    """Table 2's accuracy in %, with its 95 % (Wilson) interval when there is one."""
+    ci = cell.get(f"{protocol}_ci")
+    return f"{100 * cell[protocol]:.2f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
 def remove_stale_table2(out_dir):
@@ -259,8 +269,9 @@ def remove_stale_table2(out_dir):
                   file=sys.stderr)
 
 
-def write_outputs(models, results, rows_of_table2, scheme, states, args, timing, figures=True):
-    """The figures (unless ``figures`` is False), the tables and results.json into --out-dir."""
+def write_outputs(models, results, rows_of_table2, scheme, states, args, report, figures=True):
+    """The figures (unless ``figures`` is False), the tables and results.json (with ``report``:
+    the timing and the bootstrap's differences) into --out-dir."""
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
     if figures:
         plot_validation(models, out("validation"))
@@ -271,7 +282,7 @@ def write_outputs(models, results, rows_of_table2, scheme, states, args, timing,
     write_tables(results, rows_of_table2, scheme, states, out)
     report = {"settings": vars(args), "classes": scheme.source,
               "models": [dataclasses.asdict(result) for result in results], "table2": rows_of_table2,
-              "timing": timing}
+              **report}
     atomic_write(out("results.json"),
                                lambda f: json.dump(json_safe(report), f, indent=1, allow_nan=False),
                                "w")

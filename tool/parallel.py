@@ -1,5 +1,6 @@
-"""CPU threads around the method: the B streams of a window or of a sweep cut into blocks, one
-thread each with one BLAS thread, and the blocks' results added up.
+"""CPU threads around the method: the B streams of a window cut into blocks, one thread each with
+one BLAS thread, and the blocks' results added up; a sweep's streams swept one by one, each its
+own block of the bootstrap (tool/bootstrap.py), ``workers`` at a time.
 
 NumPy releases the GIL, so on a CPU with W cores W workers keep every core busy, also in the
 element-wise work that NumPy runs on one core; an idle BLAS thread would spin for a while after
@@ -9,12 +10,15 @@ method's functions are called as they are.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import threading
 
 import numpy as np
+from tqdm import tqdm
 
 import lstm_memory
+from tool.bootstrap import BlockSums, leaves
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,17 +35,18 @@ class Stopped(Exception):
     """Raised in a worker that saw STOP."""
 
 
-def map_stream_blocks(fn, B: int, workers: int) -> list:
+def map_stream_blocks(fn, B: int, workers: int, per_stream: bool = False) -> list:
     """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
-    (index arrays, by np.array_split), each block on its own thread with one BLAS thread.
+    (index arrays, by np.array_split; with ``per_stream`` one block per stream), each block on
+    a thread of a pool of ``workers``, with one BLAS thread.
 
     Ctrl-C (KeyboardInterrupt in the main thread) sets STOP, waits for the workers to stop at
     their next step, and goes on as KeyboardInterrupt."""
     from threadpoolctl import threadpool_limits
 
-    blocks = np.array_split(np.arange(B), min(workers, B))
+    blocks = np.array_split(np.arange(B), B if per_stream else min(workers, B))
     with threadpool_limits(limits=1, user_api="blas"):
-        futures = [thread_pool(len(blocks)).submit(fn, rows) for rows in blocks]
+        futures = [thread_pool(min(workers, B)).submit(fn, rows) for rows in blocks]
         try:
             return [future.result() for future in futures]
         except KeyboardInterrupt:
@@ -75,28 +80,50 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
     return loss, grads, state
 
 
-def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None, workers: int = 1):
-    """``lstm_memory.sweep_state_gradients`` with the streams split among ``workers`` threads
-    (NumPy only), each sweeping its own block; their sums and counts are added up."""
+def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, window: int = 50,
+                 progress=None, workers: int = 1) -> BlockSums:
+    """``lstm_memory.sweep_state_gradients`` of each stream on its own (streams never meet, so the
+    blocks add up to the sweep of all), on ``workers`` threads with NumPy, one after another with
+    CuPy: the sums and counts of every stream, for the bootstrap."""
     B, N = streams.shape
-    if N <= K or workers < 2 or B < 2 or lstm_memory.get_array_module(params["W_h"]) is not np:
-        return lstm_memory.sweep_state_gradients(params, streams, labelings, label_names, K,
-                                                 window, progress)
+    xp = lstm_memory.get_array_module(params["W_h"])
+    H, E = params["W_h"].shape[1], params["W_x"].shape[1]
+
     def step_done(n):                                  # every step of every worker
         if STOP.is_set():
             raise Stopped
         if progress is not None:
             progress(n)
 
-    results = map_stream_blocks(
-        lambda rows: lstm_memory.sweep_state_gradients(
+    def sweep(rows):
+        sums = lstm_memory.sweep_state_gradients(
             params, streams[rows], {n: lab[rows] for n, lab in labelings.items()}, label_names,
-            K, window, step_done), B, workers)
-    total = results[0]
-    for other in results[1:]:
-        total.flush()
-        other.flush()
-        total.sums += other.sums
-        total.counts += other.counts
-    return total
+            K, window, step_done)
+        sums.flush()
+        return lstm_memory.to_numpy(sums.sums), sums.counts      # the float32 buffers are freed
+
+    if xp is np and workers > 1 and N > K:
+        parts = map_stream_blocks(sweep, B, workers, per_stream=True)
+    else:
+        parts = [sweep([b]) for b in range(B)]
+    return BlockSums(label_names, K, H, E, np.stack([p[0] for p in parts]),     # (B, K+1, C, 2H, E)
+                     np.stack([p[1] for p in parts]))                           # (B, K+1, C)
+
+
+def resample(results_of, draws, name: str = "", quiet: bool = False, workers: int = 1) -> list:
+    """[leaves of results_of(weights) for each resample's block weights, a row of ``draws``]
+    (tool/bootstrap.py), the rows shared among ``workers`` threads (SVDs release the GIL)."""
+    bar = tqdm(total=len(draws), desc=f"{name} bootstrap", unit="resample", disable=quiet)
+
+    def run(rows):
+        out = []
+        for weights in draws[rows]:
+            if STOP.is_set():
+                raise Stopped
+            out.append(leaves(dataclasses.asdict(results_of(weights))))
+            bar.update(1)
+        return out
+
+    parts = map_stream_blocks(run, len(draws), workers) if len(draws) else []
+    bar.close()
+    return [leaf for part in parts for leaf in part]

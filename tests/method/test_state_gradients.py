@@ -159,19 +159,29 @@ def test_running_sums_keep_small_terms_of_a_long_text():
     assert sums.count("all").tolist() == [[2]]
 
 
-def test_threaded_sweep_equals_the_single_thread_sweep():
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_blocks_of_a_sweep_add_up_to_the_sweep(workers):
+    """tool/parallel.py sweeps each stream on its own (a block of the bootstrap), on threads: the
+    blocks' means equal the sweep of all streams at once, and block b the sweep of stream b."""
     rng = np.random.default_rng(5)
     params = lstm_memory.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
     streams = rng.integers(0, 11, (5, 9))
     labels = {"tag": rng.integers(-1, 2, (5, 9))}
     one = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
-    three = parallel.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
+    blocks = parallel.sweep_blocks(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=workers)
+    assert blocks.sums.shape == (5, 4, 3, 10, 3) and blocks.counts.shape == (5, 4, 3)
+    means = blocks.means()
     for labeling in ("all", "tag"):
-        np.testing.assert_array_equal(one.count(labeling), three.count(labeling))
+        np.testing.assert_array_equal(one.count(labeling), means.count(labeling))
         for state in "ch":
             np.testing.assert_allclose(one.G_bar_per_class(labeling, state),
-                                       three.G_bar_per_class(labeling, state),
+                                       means.G_bar_per_class(labeling, state),
                                        rtol=1e-6, atol=1e-7)
+    second = lstm_memory.sweep_state_gradients(params, streams[1:2], {"tag": labels["tag"][1:2]},
+                                               {"tag": ["a", "b"]}, K=3)
+    only_second = blocks.means(np.array([0, 1, 0, 0, 0]))
+    np.testing.assert_allclose(second.G_bar_per_class("tag", "h"),
+                               only_second.G_bar_per_class("tag", "h"), rtol=1e-6, atol=1e-7)
 
 
 def test_sweep_refuses_a_delay_longer_than_the_text():

@@ -1,0 +1,199 @@
+"""95 % intervals for every number of an analysis: a block bootstrap over the text's streams.
+
+The analysed text is B contiguous streams (analyze.py --batch-size); each stream is swept on its
+own (tool/parallel.py), so its sums and counts are one block. A resample draws B blocks with
+replacement; its Gbar are the drawn blocks' summed sums over their summed counts (a block drawn
+twice counts twice), and ``analyze.model_results`` turns them into every output, exactly as for
+the text itself. The interval of a number is the 2.5th to 97.5th percentile of its values over
+the resamples (percentile bootstrap). Every LM is resampled with the same draws, so the
+difference of two LMs' numbers on the same text is paired and has its interval too; so has the
+difference of two classes' sigma_1 (an order) and of two properties' m and cos (Figure 2). The
+resamples run on --workers threads (tool/parallel.py's ``resample``).
+
+Cost: memory B x one sweep's float64 sums (B = 20, K = 30, 5 classes, H = 256, E = 64: 0.8 GB per
+LM, also in the sweep cache); time R x model_results (SVDs only: no text is read again).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+import lstm_memory
+
+LEVEL = 0.95
+STATISTICS = {"sigma1", "sum", "top_n", "share1", "share_n", "fall", "normalised", "r", "m",
+              "cos_Hn", "r_abs"}                    # the leaves of results.json that get intervals
+SEP = " / "          # between the parts of a path (class names may hold "/" or "|", not " / ")
+SECTIONS = ("spectrum", "table1", "table1_bands", "figure2", "figure2_class", "frequency")
+
+
+class BlockSums:
+    """The sums and counts of one sweep, per block: sums (nb, K+1, C, 2H, E) float64, counts
+    (nb, K+1, C), in StateGradientSums' layout (labelings and offsets as there)."""
+
+    def __init__(self, label_names: dict, K: int, H: int, E: int, sums, counts):
+        layout = lstm_memory.StateGradientSums(label_names, 0, 1, 1)        # names and offsets
+        self.labelings, self.offsets, self.H, self.K = layout.labelings, layout.offsets, H, K
+        self.sums, self.counts = sums, counts
+
+    def means(self, weights=None) -> Means:
+        """Gbar over the blocks, block j counted weights[j] times (all once by default)."""
+        return Means(self, np.ones(len(self.sums), np.int64) if weights is None else weights)
+
+
+class Means(lstm_memory.StateGradientSums):
+    """StateGradientSums' G_bar, G_bar_per_class and count, for weighted blocks."""
+
+    def __init__(self, blocks: BlockSums, weights):
+        self.labelings, self.offsets, self.H, self.xp = blocks.labelings, blocks.offsets, blocks.H, np
+        self.sums = np.tensordot(weights.astype(np.float64), blocks.sums, axes=1)  # (K+1, C, 2H, E)
+        self.counts = np.tensordot(weights, blocks.counts, axes=1).astype(np.int64)   # (K+1, C)
+
+    def flush(self):
+        """Nothing to move: the blocks' sums are float64 already."""
+
+
+def draws(resamples: int, blocks: int, seed: int = 0):
+    """(R, nb) how often each block is drawn in each of R resamples of nb blocks."""
+    picks = np.random.default_rng(seed).integers(0, blocks, (resamples, blocks))
+    return np.stack([np.bincount(row, minlength=blocks) for row in picks] or [[0] * blocks])[:resamples]
+
+
+def leaves(result: dict) -> dict:
+    """The statistics of one LM's results (dataclasses.asdict of ModelResults) as {path: float}
+    (path: "table1 / c / nouns / sigma1", "spectrum / c / sigma1 / 3" for tau = 3),
+    with Figure 1's shares sigma_1 / sum, top-n / sum and its fall sigma_1(0) / sigma_1(tau)."""
+    flat = {}
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, (*path, str(key)))
+        elif isinstance(value, list) and path[-1] in STATISTICS:
+            for tau, number in enumerate(value):
+                flat[SEP.join((*path, str(tau)))] = np.nan if number is None else float(number)
+        elif path[-1] in STATISTICS:
+            flat[SEP.join(path)] = np.nan if value is None else float(value)
+
+    for section in SECTIONS:
+        spectra = result.get(section, {})
+        if section == "spectrum":
+            spectra = {state: {**s, **derived_spectrum(s)} for state, s in spectra.items()}
+        walk(spectra, (section,))
+    return flat
+
+
+def derived_spectrum(spectrum: dict) -> dict:
+    sigma1, total, top_n = (np.asarray(spectrum[k], float) for k in ("sigma1", "sum", "top_n"))
+    return {"share1": list(sigma1 / total), "share_n": list(top_n / total),
+            "fall": list(sigma1[0] / sigma1)}
+
+
+def interval(values) -> list | None:
+    """The percentile interval of a number's resampled values (R,); None when fewer than 95 % of
+    the resamples define it (a class that most resamples lack)."""
+    values = np.asarray(values, float)
+    if np.isnan(values).mean() > 1 - LEVEL:
+        return None
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def intervals(point: dict, replicates: list) -> dict:
+    """{path: [low, high]} for every statistic of ``point`` (leaves), from the resamples'
+    leaves."""
+    return {path: interval([r.get(path, np.nan) for r in replicates]) for path in point}
+
+
+def difference(point_a, point_b, reps_a, reps_b, path_a, path_b=None):
+    """[a - b, low, high] of a difference of two statistics over the same resamples."""
+    path_b = path_b or path_a
+    values = [ra.get(path_a, np.nan) - rb.get(path_b, np.nan) for ra, rb in zip(reps_a, reps_b)]
+    return [point_a[path_a] - point_b[path_b], *(interval(values) or [None, None])]
+
+
+def within_model(point: dict, replicates: list, states, properties) -> dict:
+    """The differences an order claim needs, in one LM: sigma_1 of every two classes (Table 1,
+    whole and inside each frequency band) and m, cos of every two properties at each delay."""
+    def diff(path_a, path_b):
+        return difference(point, point, replicates, replicates, path_a, path_b)
+
+    out = {}
+    for state in states:
+        rows = [p.split(SEP)[2] for p in point if p.startswith(f"table1{SEP}{state}{SEP}")
+                and p.endswith(f"{SEP}sigma1")]
+        for a, b in itertools.combinations(rows, 2):
+            out[SEP.join(("table1", state, f"{a} - {b}", "sigma1"))] = diff(
+                SEP.join(("table1", state, a, "sigma1")), SEP.join(("table1", state, b, "sigma1")))
+        cells = [p.split(SEP)[2] for p in point if p.startswith(f"table1_bands{SEP}{state}{SEP}")
+                 and p.endswith(f"{SEP}sigma1")]
+        for a, b in itertools.combinations(cells, 2):
+            (class_a, band_a), (class_b, band_b) = a.split(" | ", 1), b.split(" | ", 1)
+            if band_a == band_b:
+                out[SEP.join(("table1_bands", state, f"{class_a} - {class_b} | {band_a}",
+                              "sigma1"))] = diff(SEP.join(("table1_bands", state, a, "sigma1")),
+                                                 SEP.join(("table1_bands", state, b, "sigma1")))
+        for p, q in itertools.combinations(properties, 2):
+            for path in [x for x in point if x.split(SEP)[1:3] == [state, p]
+                         and x.split(SEP)[0] in ("figure2", "figure2_class")
+                         and x.split(SEP)[3] in ("m", "cos_Hn")]:
+                section, _, _, measure, tau = path.split(SEP)
+                out[SEP.join((section, state, f"{p} - {q}", measure, tau))] = diff(
+                    path, SEP.join((section, state, q, measure, tau)))
+    return out
+
+
+def attach(results, replicates, states, properties, same_text) -> dict:
+    """Intervals into each result (``result.intervals``) and the differences: per LM
+    (within_model), and of each other LM minus the first where they read the same text
+    (``same_text``[i]) and have the same state size (or were whitened)."""
+    if not all(replicates):                                             # --bootstrap 0
+        return {}
+    points = [leaves(dataclasses.asdict(result)) for result in results]
+    for result, point, reps in zip(results, points, replicates):
+        result.intervals = intervals(point, reps)
+    differences = {result.checkpoint: within_model(point, reps, states, properties)
+                   for result, point, reps in zip(results, points, replicates)}
+    first, first_point, first_reps = results[0], points[0], replicates[0]
+    for result, point, reps, same in zip(results[1:], points[1:], replicates[1:], same_text[1:]):
+        if same and (result.hidden_size == first.hidden_size or result.whitened):
+            differences[f"{result.checkpoint} - {first.checkpoint}"] = {
+                path: difference(point, first_point, reps, first_reps, path)
+                for path in point if path in first_point}
+    return differences
+
+
+def table2_intervals(rows: dict, datasets: dict, resamples: int, seed: int = 0) -> None:
+    """Table 2's intervals, into its rows: each accuracy's Wilson interval (scipy's binomtest, the
+    held-out words as Bernoulli trials), and for every other LM the paired bootstrap interval of
+    its accuracy minus the first LM's, over the same held-out words (when both have them). The
+    held-out words' outcomes ("correct") and indices ("held_out") are dropped from the rows.
+    ``datasets``: {row: {LM: (word ids, labels)}}, the words each LM was fitted on."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(seed)
+    for task, row in rows.items():
+        for name, (ids, _) in datasets[task].items():
+            row[name]["words_held_out"] = ids[row[name].pop("held_out")].tolist()
+        names = list(row)
+        for name in names:
+            for protocol, correct in row[name]["correct"].items():
+                test = binomtest(int(np.sum(correct)), len(correct))
+                row[name][f"{protocol}_ci"] = list(test.proportion_ci(LEVEL, "wilson"))
+        first = row[names[0]]
+        picks = rng.integers(0, len(first["correct"]["honest"]), (resamples, len(first["correct"]["honest"])))
+        for name in names[1:]:
+            other = row[name]
+            if other["words_held_out"] != first["words_held_out"]:
+                continue
+            for protocol in ("paper", "honest"):
+                a, b = (np.asarray(x["correct"][protocol], float) for x in (other, first))
+                diffs = a[picks].mean(axis=1) - b[picks].mean(axis=1)
+                other[f"{protocol}_minus_{names[0]}"] = [float(a.mean() - b.mean()),
+                                                         *(interval(diffs) or [None, None])]
+        for name in names:
+            row[name].pop("correct")
+            row[name].pop("words_held_out")
