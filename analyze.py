@@ -310,7 +310,7 @@ def analyse(args):
     datasets = ({} if args.no_table2 else analysis.table2_datasets(
         models, analysis.table2_tasks(scheme, properties), args.cv_folds))
     results, replicates, timing = [], [], {}
-    draws = bootstrap.draws(args.bootstrap, args.batch_size)          # (R, B): the same for every LM
+    draws = bootstrap.draws(args.bootstrap, min(args.batch_size, bootstrap.BLOCKS))   # (R, nb)
     for model in models:
         text = texts[model.corpus_key]
         sums0, seconds0 = analysis.cached_sweep(model, text.streams, text.table1,

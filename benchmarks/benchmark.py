@@ -8,7 +8,8 @@
 train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a B x 50 window,
           run as train.py runs it (on a CPU: the streams split among one thread per BLAS thread)
 analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, and analyze.py's
-          classes of its 0..K sweep (all positions and 4 frequency bins; --classes C for C bins);
+          classes of its 0..K sweep, each stream swept on its own as analyze.py does it (the
+          bootstrap's blocks) (all positions and 4 frequency bins; --classes C for C bins);
           peak memory of the sweep's arrays
 
 The bound: the FLOPs of each loop's matrix products at the speed of a plain product (NumPy's or
@@ -88,8 +89,8 @@ def bench_analysis(xp, args):
     # Table 1 are in its cheap delay-0 sweep)
     labels = {"freq": rng.integers(-1, args.classes, (B, N))}
     names = {"freq": [f"bin {i}" for i in range(args.classes)]}
-    run = lambda: parallel.sweep_state_gradients(params, streams, labels, names, K,  # noqa: E731
-                                           workers=args.workers)
+    run = lambda: parallel.sweep_blocks(params, streams, labels, names, K,  # noqa: E731
+                                        workers=args.workers)
     tracemalloc.start()
     run()                                                     # warm-up, and peak memory
     peak = tracemalloc.get_traced_memory()[1] if xp is np else \

@@ -18,7 +18,7 @@ from tqdm import tqdm
 import corpus
 import lstm_memory
 from tool import checkpoints, files, parallel
-from tool.bootstrap import BlockSums
+from tool.bootstrap import BLOCKS, BlockSums
 from tool.checkpoints import CheckpointError
 from tool.cli import cache_home
 from tool.corpora import corpus_digest, corpus_settings, load_corpus
@@ -266,7 +266,8 @@ def cached_sweep(model, streams, labelings, names, K, args, xp):
     path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
     C = 1 + sum(len(classes) for classes in names.values())
-    cached, why_not = read_cached_sums(path, key, (len(streams), K + 1, C, 2 * H, E))
+    shape = (min(len(streams), BLOCKS), K + 1, C, 2 * H, E)                     # (nb, K+1, C, 2H, E)
+    cached, why_not = read_cached_sums(path, key, shape)
     if cached is not None:
         print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
         return BlockSums(names, K, H, E, *cached), 0.0

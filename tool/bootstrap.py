@@ -1,8 +1,8 @@
 """95 % intervals for every number of an analysis: a block bootstrap over the text's streams.
 
-The analysed text is B contiguous streams (analyze.py --batch-size); each stream is swept on its
-own (tool/parallel.py), so its sums and counts are one block. A resample draws B blocks with
-replacement; its Gbar are the drawn blocks' summed sums over their summed counts (a block drawn
+The analysed text is B contiguous streams (analyze.py --batch-size), cut into nb = min(B, 20)
+blocks of whole streams (one stream each at the default B = 20); each block is swept on its own
+(tool/parallel.py) and its sums and counts kept. A resample draws nb blocks with replacement; its Gbar are the drawn blocks' summed sums over their summed counts (a block drawn
 twice counts twice), and ``analyze.model_results`` turns them into every output, exactly as for
 the text itself. The interval of a number is the 2.5th to 97.5th percentile of its values over
 the resamples (percentile bootstrap). Every LM is resampled with the same draws, so the
@@ -10,8 +10,8 @@ difference of two LMs' numbers on the same text is paired and has its interval t
 difference of two classes' sigma_1 (an order) and of two properties' m and cos (Figure 2). The
 resamples run on --workers threads (tool/parallel.py's ``resample``).
 
-Cost: memory B x one sweep's float64 sums (B = 20, K = 30, 5 classes, H = 256, E = 64: 0.8 GB per
-LM, also in the sweep cache); time R x model_results (SVDs only: no text is read again).
+Cost: memory nb x one sweep's float64 sums (nb = 20, K = 30, 5 classes, H = 256, E = 64: 0.8 GB
+per LM, also in the sweep cache); time R x model_results (SVDs only: no text is read again).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 import lstm_memory
 
 LEVEL = 0.95
+BLOCKS = 20                                         # the most blocks a text is cut into
 STATISTICS = {"sigma1", "sum", "top_n", "share1", "share_n", "fall", "normalised", "r", "m",
               "cos_Hn", "r_abs"}                    # the leaves of results.json that get intervals
 SEP = " / "          # between the parts of a path (class names may hold "/" or "|", not " / ")

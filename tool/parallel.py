@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 import lstm_memory
-from tool.bootstrap import BlockSums, leaves
+from tool.bootstrap import BLOCKS, BlockSums, leaves
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,18 +35,18 @@ class Stopped(Exception):
     """Raised in a worker that saw STOP."""
 
 
-def map_stream_blocks(fn, B: int, workers: int, per_stream: bool = False) -> list:
-    """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
-    (index arrays, by np.array_split; with ``per_stream`` one block per stream), each block on
-    a thread of a pool of ``workers``, with one BLAS thread.
+def map_stream_blocks(fn, B: int, workers: int, blocks: int | None = None) -> list:
+    """[fn(rows) for each block of rows], the B streams cut into ``blocks`` (default: ``workers``)
+    contiguous blocks (index arrays, by np.array_split), each on a thread of a pool of
+    ``workers``, with one BLAS thread.
 
     Ctrl-C (KeyboardInterrupt in the main thread) sets STOP, waits for the workers to stop at
     their next step, and goes on as KeyboardInterrupt."""
     from threadpoolctl import threadpool_limits
 
-    blocks = np.array_split(np.arange(B), B if per_stream else min(workers, B))
+    parts = np.array_split(np.arange(B), min(blocks or workers, B))
     with threadpool_limits(limits=1, user_api="blas"):
-        futures = [thread_pool(min(workers, B)).submit(fn, rows) for rows in blocks]
+        futures = [thread_pool(min(workers, B)).submit(fn, rows) for rows in parts]
         try:
             return [future.result() for future in futures]
         except KeyboardInterrupt:
@@ -81,10 +81,11 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
 
 
 def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, window: int = 50,
-                 progress=None, workers: int = 1) -> BlockSums:
-    """``lstm_memory.sweep_state_gradients`` of each stream on its own (streams never meet, so the
-    blocks add up to the sweep of all), on ``workers`` threads with NumPy, one after another with
-    CuPy: the sums and counts of every stream, for the bootstrap."""
+                 progress=None, workers: int = 1, blocks: int = BLOCKS) -> BlockSums:
+    """``lstm_memory.sweep_state_gradients`` of each of ``blocks`` contiguous groups of streams
+    (one stream each when B <= blocks) on its own, on ``workers`` threads with NumPy, one after
+    another with CuPy: the sums and counts of each block, for the bootstrap. Streams never meet,
+    so the blocks add up to the sweep of all."""
     B, N = streams.shape
     xp = lstm_memory.get_array_module(params["W_h"])
     H, E = params["W_h"].shape[1], params["W_x"].shape[1]
@@ -103,9 +104,9 @@ def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, wi
         return lstm_memory.to_numpy(sums.sums), sums.counts      # the float32 buffers are freed
 
     if xp is np and workers > 1 and N > K:
-        parts = map_stream_blocks(sweep, B, workers, per_stream=True)
+        parts = map_stream_blocks(sweep, B, workers, blocks)
     else:
-        parts = [sweep([b]) for b in range(B)]
+        parts = [sweep(rows) for rows in np.array_split(np.arange(B), min(blocks, B))]
     return BlockSums(label_names, K, H, E, np.stack([p[0] for p in parts]),     # (B, K+1, C, 2H, E)
                      np.stack([p[1] for p in parts]))                           # (B, K+1, C)
 

@@ -162,7 +162,8 @@ def test_running_sums_keep_small_terms_of_a_long_text():
 @pytest.mark.parametrize("workers", [1, 3])
 def test_the_blocks_of_a_sweep_add_up_to_the_sweep(workers):
     """tool/parallel.py sweeps each stream on its own (a block of the bootstrap), on threads: the
-    blocks' means equal the sweep of all streams at once, and block b the sweep of stream b."""
+    blocks' means equal the sweep of all streams at once, and block b the sweep of stream b;
+    with fewer blocks than streams, a block is a group of contiguous streams."""
     rng = np.random.default_rng(5)
     params = lstm_memory.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
     streams = rng.integers(0, 11, (5, 9))
@@ -182,6 +183,12 @@ def test_the_blocks_of_a_sweep_add_up_to_the_sweep(workers):
     only_second = blocks.means(np.array([0, 1, 0, 0, 0]))
     np.testing.assert_allclose(second.G_bar_per_class("tag", "h"),
                                only_second.G_bar_per_class("tag", "h"), rtol=1e-6, atol=1e-7)
+    groups = parallel.sweep_blocks(params, streams, labels, {"tag": ["a", "b"]}, K=3,
+                                   workers=workers, blocks=2)                # streams 0-2, 3-4
+    assert groups.sums.shape[0] == 2
+    np.testing.assert_allclose(groups.sums, [blocks.sums[:3].sum(0), blocks.sums[3:].sum(0)],
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(groups.counts, [blocks.counts[:3].sum(0), blocks.counts[3:].sum(0)])
 
 
 def test_sweep_refuses_a_delay_longer_than_the_text():
