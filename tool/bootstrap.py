@@ -83,6 +83,10 @@ def leaves(result: dict) -> dict:
         if section == "spectrum":
             spectra = {state: {**s, **derived_spectrum(s)} for state, s in spectra.items()}
         walk(spectra, (section,))
+    for state, rows in result.get("table1", {}).items():          # how far the classes spread
+        shares = [row["normalised"] for row in rows.values() if row.get("normalised") is not None]
+        if shares:
+            flat[SEP.join(("table1", state, "spread", "normalised"))] = max(shares) - min(shares)
     return flat
 
 
@@ -118,7 +122,9 @@ def difference(point_a, point_b, reps_a, reps_b, path_a, path_b=None):
 
 def within_model(point: dict, replicates: list, states, properties) -> dict:
     """The differences an order claim needs, in one LM: sigma_1 of every two classes (Table 1,
-    whole and inside each frequency band) and m, cos of every two properties at each delay."""
+    whole and inside each frequency band), of every band of a class against its first band, m
+    and cos of every two properties at each delay, and the growth over the delay (tau minus 0)
+    of sigma_1 / sum, the top-n share and each property's m."""
     def diff(path_a, path_b):
         return difference(point, point, replicates, replicates, path_a, path_b)
 
@@ -134,9 +140,22 @@ def within_model(point: dict, replicates: list, states, properties) -> dict:
         for a, b in itertools.combinations(cells, 2):
             (class_a, band_a), (class_b, band_b) = a.split(" | ", 1), b.split(" | ", 1)
             if band_a == band_b:
-                out[SEP.join(("table1_bands", state, f"{class_a} - {class_b} | {band_a}",
-                              "sigma1"))] = diff(SEP.join(("table1_bands", state, a, "sigma1")),
-                                                 SEP.join(("table1_bands", state, b, "sigma1")))
+                name = f"{class_a} - {class_b} | {band_a}"
+            elif class_a == class_b and a == next(c for c in cells if c.startswith(f"{class_a} | ")):
+                name = f"{class_a} | {band_b} - {band_a}"                   # later band - first
+                a, b = b, a
+            else:
+                continue
+            out[SEP.join(("table1_bands", state, name, "sigma1"))] = diff(
+                SEP.join(("table1_bands", state, a, "sigma1")),
+                SEP.join(("table1_bands", state, b, "sigma1")))
+        for path in [x for x in point if x.split(SEP)[:3] in (["spectrum", state, "share1"],
+                                                              ["spectrum", state, "share_n"])
+                     or x.split(SEP)[0] == "figure2" and x.split(SEP)[1] == state
+                     and x.split(SEP)[3] == "m"]:
+            *head, tau = path.split(SEP)
+            if tau != "0":
+                out[SEP.join((*head, f"{tau} - 0"))] = diff(path, SEP.join((*head, "0")))
         for p, q in itertools.combinations(properties, 2):
             for path in [x for x in point if x.split(SEP)[1:3] == [state, p]
                          and x.split(SEP)[0] in ("figure2", "figure2_class")
@@ -171,14 +190,19 @@ def table2_intervals(rows: dict, datasets: dict, resamples: int, seed: int = 0) 
     """Table 2's intervals, into its rows: each accuracy's Wilson interval (scipy's binomtest, the
     held-out words as Bernoulli trials), and for every other LM the paired bootstrap interval of
     its accuracy minus the first LM's, over the same held-out words (when both have them). The
-    held-out words' outcomes ("correct") and indices ("held_out") are dropped from the rows.
+    held-out words' outcomes ("correct") and indices ("held_out") are dropped from the rows;
+    "majority" is the share of the commonest class among the held-out words.
     ``datasets``: {row: {LM: (word ids, labels)}}, the words each LM was fitted on."""
     from scipy.stats import binomtest
 
     rng = np.random.default_rng(seed)
     for task, row in rows.items():
-        for name, (ids, _) in datasets[task].items():
-            row[name]["words_held_out"] = ids[row[name].pop("held_out")].tolist()
+        for name, (ids, labels) in datasets[task].items():
+            held_out = row[name].pop("held_out")
+            row[name]["words_held_out"] = np.asarray(ids)[held_out].tolist()
+            if labels is not None:                         # the accuracy of always the commonest
+                _, counts = np.unique(np.asarray(labels)[held_out], return_counts=True)
+                row[name]["majority"] = float(counts.max() / counts.sum())
         names = list(row)
         for name in names:
             for protocol, correct in row[name]["correct"].items():

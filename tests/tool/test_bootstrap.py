@@ -107,7 +107,14 @@ def test_leaves_and_the_differences_an_order_claim_needs():
     np.testing.assert_allclose(out[SEP.join(("table1", "c", "nouns - conj./prep.", "sigma1"))],
                                [0.5, 0.5, 0.5])
     assert out[SEP.join(("table1_bands", "c", "nouns - conj./prep. | rank 1-100", "sigma1"))][0] == -2
-    assert not any("rank 101-1000" in path for path in out)          # one class in that band
+    assert not any(" - " in path.split(SEP)[2].split(" | ")[0] and "101-1000" in path
+                   for path in out)                                   # one class in that band
+    np.testing.assert_allclose(out[SEP.join(("table1_bands", "c",
+                                             "nouns | rank 101-1000 - rank 1-100", "sigma1"))],
+                               [4.0] * 3)                             # a later band - the first
+    np.testing.assert_allclose(out[SEP.join(("spectrum", "c", "share1", "1 - 0"))], [-0.1] * 3)
+    np.testing.assert_allclose(out[SEP.join(("figure2", "c", "q", "m", "1 - 0"))], [0.25] * 3)
+    assert point[SEP.join(("table1", "c", "spread", "normalised"))] == 0.0
     np.testing.assert_allclose(out[SEP.join(("figure2", "c", "p - q", "m", "0"))], [0.25] * 3)
     assert out[SEP.join(("figure2", "c", "p - q", "m", "1"))][1:] == [None, None]   # undefined
 
@@ -120,7 +127,9 @@ def test_table2_intervals_wilson_and_paired():
                               "correct": {"paper": same, "honest": same}},
                     "twin": {"paper": 0.8, "honest": 0.8, "held_out": np.arange(10),
                              "correct": {"paper": same, "honest": same}}}}
-    bootstrap.table2_intervals(rows, {"row": {n: (np.arange(10), None) for n in rows["row"]}}, 500)
+    labels = np.array([0] * 7 + [1] * 3)
+    bootstrap.table2_intervals(rows, {"row": {n: (np.arange(10), labels) for n in rows["row"]}}, 500)
+    assert rows["row"]["first"]["majority"] == 0.7
     np.testing.assert_allclose(rows["row"]["first"]["paper_ci"], [0.4902, 0.9433], atol=1e-4)
     assert rows["row"]["twin"]["honest_minus_first"] == [0.0, 0.0, 0.0]
     assert "correct" not in rows["row"]["first"]
