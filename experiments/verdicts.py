@@ -120,7 +120,9 @@ def all_of(runs, gets, expect, digits=2):
     closest one shown per seed; per seed yes if all are yes, no if any is no."""
     shown, sides = [], []
     for run in runs:
-        stats = [stat for stat in (get(run) for get in gets) if stat is not None]
+        found = [(getattr(get, "label", ""), get(run)) for get in gets]
+        labels = [label for label, stat in found if stat is not None]
+        stats = [stat for _, stat in found if stat is not None]
         if not stats:
             shown.append("–")
             sides.append("n.s.")
@@ -128,7 +130,8 @@ def all_of(runs, gets, expect, digits=2):
         per = [side(s, expect) for s in stats]
         sides.append("no" if "no" in per else "yes" if all(p == "yes" for p in per) else "n.s.")
         closest = min(stats, key=lambda s: expect * s[0])
-        shown.append(fmt(closest, digits))
+        label = labels[[id(x) for x in stats].index(id(closest))]
+        shown.append(f"{label}: {fmt(closest, digits)}" if label else fmt(closest, digits))
     return " / ".join(shown), combine(sides)
 
 
@@ -165,11 +168,8 @@ def claims(runs, K):
     POS = ["pronouns", "nouns", "verbs", "adjectives", "adverbs", "conj./prep."]
     rows = []
 
-    def t1(model, a, b):
-        return lambda run: run.difference(model, path("table1", "c", f"{a} - {b}", "sigma1")) \
-            if path("table1", "c", f"{a} - {b}", "sigma1") in run.main["differences"][model] \
-            else tuple(-x if x is not None else None for x in reversed_stat(
-                run.difference(model, path("table1", "c", f"{b} - {a}", "sigma1"))))
+    def t1(lm, a, b):                               # sigma_1(a) - sigma_1(b), Table 1, one LM
+        return band_diff(lm, a, b, None)
 
     ppl = [(run.model("cbow")["valid_ppl"] - run.model("joint")["valid_ppl"], None, None)
            for run in runs]
@@ -208,12 +208,12 @@ def claims(runs, K):
                  *value_claim(runs, lambda r, t: r.value("cbow", path("spectrum", "c", "share_n", t)), 0.6, 0.8,
                               list(range(10, K + 1))), CBOW_CAUSE))
     rows.append(("Table 1", "pronouns have the largest σ₁ (joint)", "1.95, next 1.66 (nouns)",
-                 *all_of(runs, [t1("joint", "pronouns", b) for b in POS[1:]], +1), "shown: the pair least in the claim's favour"))
+                 *all_of(runs, [t1("joint", "pronouns", b) for b in POS[1:]], +1), "shown: the pair least in the claim's favour (all must hold)"))
     rows.append(("Table 1", "followed by nouns (joint)", "1.66, next 1.65 (verbs)",
-                 *all_of(runs, [t1("joint", "nouns", b) for b in POS[2:]], +1), "shown: the pair least in the claim's favour"))
+                 *all_of(runs, [t1("joint", "nouns", b) for b in POS[2:]], +1), "shown: the pair least in the claim's favour (all must hold)"))
     rows.append(("Table 1", "adjectives, adverbs, conj./prep. below pronouns, nouns, verbs (joint)", "yes",
                  *all_of(runs, [t1("joint", a, b) for a in POS[:3] for b in POS[3:]], +1),
-                 "shown: the pair least in the claim's favour"))
+                 "shown: the pair least in the claim's favour (all must hold)"))
     rows.append(("Table 1", "pronouns have the largest σ₁ (cbow)", "0.96, next 0.59 (adverbs)",
                  *all_of(runs, [t1("cbow", "pronouns", b) for b in POS[1:]], +1), CBOW_CAUSE))
     rows.append(("Table 1", "adverbs, adjectives, conj./prep. above nouns and verbs (cbow)", "yes",
@@ -230,16 +230,15 @@ def claims(runs, K):
         first, last = bands[0], bands[-1]
         rows.append(("Table 1 (ours)", f"σ₁ grows with rarity in every class ({lm}): band {last} minus {first}",
                      "(not in the paper)",
-                     *all_of(runs, [lambda r, c=c: r.difference(lm, path("table1_bands", "c", f"{c} | {last} - {first}", "sigma1"))
-                                    for c in POS], +1), "shown: the class least in the claim's favour"))
-    for lm, order in (("joint", ("pronouns", "nouns")), ("cbow", ("pronouns",))):
+                     *all_of(runs, [labelled(lambda r, c=c: r.difference(lm, path("table1_bands", "c", f"{c} | {last} - {first}", "sigma1")), c)
+                                    for c in POS], +1), "shown: the class least in the claim's favour (all must hold)"))
+    for lm in ("joint", "cbow"):
         for band in bands_of(runs[0], lm, POS[:1]):
-            lead = order[0]
-            gets = [band_diff(lm, lead, b, band) for b in POS if b != lead]
+            gets = [band_diff(lm, "pronouns", b, band) for b in POS[1:]]
             present = [g for g in gets if g(runs[0]) is not None]
             if present:
                 rows.append(("Table 1 (ours)", f"pronouns first inside the band {band} ({lm})", "(not in the paper)",
-                             *all_of(runs, present, +1), "shown: the pair least in the claim's favour"))
+                             *all_of(runs, present, +1), "shown: the pair least in the claim's favour (all must hold)"))
     for task in runs[0].main.get("table2", {}):
         rows.append(("Table 2", f"the LM's embeddings separate {task} better than cbow's (honest protocol, % points)",
                      paper_table2(task),
@@ -249,7 +248,7 @@ def claims(runs, K):
         if task in runs[0].main.get("table2", {}):
             rows.append(("Table 2", f"{task} is linearly separable: honest accuracy minus the majority class's share (% points, both LMs)",
                          "84–87 % (no baseline given)",
-                         *all_of(runs, [lambda r, t=task, lm=lm: majority_margin(r, t, lm) for lm in ("joint", "cbow")], +1, 1),
+                         *all_of(runs, [labelled(lambda r, t=task, lm=lm: majority_margin(r, t, lm), lm) for lm in ("joint", "cbow")], +1, 1),
                          "shown: the LM with the smaller margin"))
     for lm, space in (("joint", "main"), ("joint", "whitened"), ("cbow", "main"), ("cbow", "whitened")):
         label, note = (lm if space == "main" else f"{lm}, whitened"), ("" if lm == "joint" else CBOW_CAUSE)
@@ -344,21 +343,25 @@ def bands_of(run, lm, classes):
 
 
 def band_diff(lm, a, b, band):
+    """sigma_1(a) - sigma_1(b) of one LM inside a frequency band (None: in Table 1), whichever
+    way round results.json holds it."""
     def get(run):
         diffs = run.main["differences"][lm]
-        forward = path("table1_bands", "c", f"{a} - {b} | {band}", "sigma1")
-        backward = path("table1_bands", "c", f"{b} - {a} | {band}", "sigma1")
+        section, suffix = ("table1", "") if band is None else ("table1_bands", f" | {band}")
+        forward = path(section, "c", f"{a} - {b}{suffix}", "sigma1")
+        backward = path(section, "c", f"{b} - {a}{suffix}", "sigma1")
         if forward in diffs:
             return tuple(diffs[forward])
         if backward in diffs:
             return negate(tuple(diffs[backward]))
         return None
+    get.label = f"{a} − {b}"
     return get
 
 
-def reversed_stat(stat):
-    value, low, high = stat
-    return (value, high, low)
+def labelled(get, label):
+    get.label = label
+    return get
 
 
 def write(rows, runs, out):
