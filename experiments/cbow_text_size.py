@@ -1,7 +1,7 @@
 """Does Table 2's separability of CBOW vectors grow with the text they are trained on? (No LM.)
 
-    python experiments/cbow_text_size.py                         # Brown, 25/50/100 %, 2 seeds
-    python experiments/cbow_text_size.py --fractions 0.5 1 --seeds 1 --out-dir /tmp/size
+    python experiments/cbow_text_size.py                         # Brown, 25/50/100 %, seed 0
+    python experiments/cbow_text_size.py --fractions 0.5 1 --seeds 2 --out-dir /tmp/size
 
 The paper's CBOW vectors come from 110M words of in-domain WSJ, ours (checkpoints/cbow.npz) from
 the 0.97M words of Brown's training split. This trains word2vec CBOW (word2vec.py, train.py's
@@ -43,7 +43,7 @@ def build_parser():
     p.add_argument("--corpus", default="brown", help="a corpus train.py accepts")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0],
                    help="parts of the training text (every 1/f-th of 100 chunks)")
-    p.add_argument("--seeds", type=cli.at_least(1), default=2, help="CBOW seeds per fraction")
+    p.add_argument("--seeds", type=cli.at_least(1), default=1, help="CBOW seeds per fraction")
     p.add_argument("--max-train-tokens", type=cli.at_least(1), default=None)
     p.add_argument("--cv-folds", type=cli.at_least(2), default=3)
     p.add_argument("--out-dir", default="figures/cbow-size")

@@ -119,9 +119,17 @@ def as_array(values):
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
+def band(ax, result, prefix, colour, length):
+    """The 95 % interval of a curve (results.json's intervals under ``prefix``) as a shaded band."""
+    cis = [result.intervals.get(SEP.join((*prefix, str(tau)))) for tau in range(length)]
+    if any(cis):
+        low, high = (as_array([ci[i] if ci else None for ci in cis]) for i in (0, 1))
+        ax.fill_between(np.arange(length), low, high, color=colour, alpha=0.2, lw=0)
+
+
 def plot_figure1(results, states, path):
-    """sigma_1 (solid) and the sum of singular values (dashed, right axis) against delay; one panel
-    per state, one colour per LM."""
+    """sigma_1 (solid) and the sum of singular values (dashed, right axis) against delay, with their
+    95 % intervals shaded; one panel per state, one colour per LM."""
     sizes_differ = len({result.hidden_size for result in results}) > 1
 
     def draw(ax, state, _):
@@ -131,6 +139,8 @@ def plot_figure1(results, states, path):
             spec = result.spectrum[state]
             ax.plot(delays(spec.sigma1), spec.sigma1, "-", color=colour, label=f"{name}: $\\sigma_1$")
             right.plot(delays(spec.sum), spec.sum, "--", color=colour, label=f"{name}: $\\sum\\sigma$")
+            band(ax, result, ("spectrum", state, "sigma1"), colour, len(spec.sigma1))
+            band(right, result, ("spectrum", state, "sum"), colour, len(spec.sum))
         right.set_ylabel("sum of singular values (dashed)")
         ax.set_title(f"SVD of the average gradient $d{state}_t/dx_{{t-\\tau}}$"
                      + (" (whitened)" if results[0].whitened else ""), fontsize=10)
@@ -148,8 +158,9 @@ def property_curves(result, state, average):
 
 
 def plot_figure2(results, states, n, average, path):
-    """Relative memory m (solid) and cos(d, H_n) (dotted) of each property against delay, with the
-    spectrum's share of sigma_1 and of the top n in grey; rows: states, columns: LMs."""
+    """Relative memory m (solid) and cos(d, H_n) (dotted) of each property against delay, their 95 %
+    intervals shaded, with the spectrum's share of sigma_1 and of the top n in grey; rows: states,
+    columns: LMs."""
     def draw(ax, state, result):
         if average == "all":          # the spectrum's shares belong to the all-positions Gbar
             spec = result.spectrum[state]
@@ -159,10 +170,13 @@ def plot_figure2(results, states, n, average, path):
             ax.plot(delays(total), np.array(spec.top_n) / total, color="0.6", lw=1, ls="--",
                     label=f"$\\sum_{{i\\leq{n}}}\\sigma_i/\\sum\\sigma$")
         curves = property_curves(result, state, average)
+        section = "figure2" if average == "all" else "figure2_class"
         for colour, (prop, memory) in zip(itertools.cycle(COLOURS), curves.items()):
             ax.plot(delays(memory.m), as_array(memory.m), "-", color=colour, label=f"m, {tex(prop)}")
             ax.plot(delays(memory.m), as_array(memory.cos_Hn), ":", color=colour,
                     label=f"cos(d, $H_{n}$), {tex(prop)}")
+            for measure in ("m", "cos_Hn"):
+                band(ax, result, (section, state, prop, measure), colour, len(memory.m))
         cosines = ", ".join(f"cos({tex(pair)}) = {cosine:.2f}"
                             for pair, cosine in result.property_cosines.items())
         ax.set_title(f"{tex(result.checkpoint)}, state {state}" + (f"\n{cosines}" if cosines else ""),
