@@ -529,7 +529,7 @@ class StateGradientSums:
 
 
 def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None):
+                          window: int = 50, progress=None, sums=None):
     """Read the text with the LSTM and sum the state gradients of every delay 0..K (one thread).
 
     The text is B parallel streams (like training); the state (h, c) and the tangents J are
@@ -541,6 +541,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
         streams: (B, N) word ids.   labelings: {name: (B, N) int class ids, -1 = none}.
         label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
         progress: optional callable(n) told after every step that n more positions are done.
+        sums: where to add them (anything with StateGradientSums' add and flush; default: new).
     Returns:
         StateGradientSums with the sums and counts.
     """
@@ -551,7 +552,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     xp = get_array_module(params["W_h"])
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
     H, E = W_h.shape[1], W_x.shape[1]
-    sums = StateGradientSums(label_names, K, H, E, xp=xp)
+    sums = StateGradientSums(label_names, K, H, E, xp=xp) if sums is None else sums
     all_labels = {"all": np.zeros_like(streams), **labelings}
     # labels padded with K "-1" columns on the left: column t + K - k holds the word at t - k
     padded = {n: np.concatenate([np.full((B, K), -1), lab], axis=1)     # (B, K + N) each
@@ -685,9 +686,8 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
     for name, G in (("plain tangent step", plain), ("fast tangent step (folded, transposed)", fast),
                     ("central finite differences", finite_differences)):
         print(f"{name}:\n{G}")
-    print(f"largest difference, plain vs finite differences: "
-          f"{np.abs(plain - finite_differences).max():.1e}")
-    print(f"largest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
+    print(f"largest difference, plain vs finite differences: {np.abs(plain - finite_differences).max():.1e}"
+          f"\nlargest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
     streams = rng.integers(0, V, (4, 200))                           # (B, N) random text
     S = singular_values(sweep_state_gradients(params, streams, {}, {}, K=6).G_bar("c"))  # (K+1, min(H, E))
     print("Gbar_tau over 4 x 200 random words (eq. 1): tau, sigma_1, sum of sigma")

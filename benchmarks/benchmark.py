@@ -8,8 +8,8 @@
 train:    tokens/s of one SGD step of the LM (forward, BPTT, clipping, update) on a B x 50 window,
           run as train.py runs it (on a CPU: the streams split among one thread per BLAS thread)
 analysis: positions/s of the forward-mode sweep with all K+1 delays, c and h, and analyze.py's
-          classes of its 0..K sweep, each stream swept on its own as analyze.py does it (the
-          bootstrap's blocks) (all positions and 4 frequency bins; --classes C for C bins);
+          classes of its 0..K sweep, their sums kept per stream as analyze.py keeps them (the
+          bootstrap's blocks; --no-blocks: summed over the streams, without intervals) (all positions and 4 frequency bins; --classes C for C bins);
           peak memory of the sweep's arrays
 
 The bound: the FLOPs of each loop's matrix products at the speed of a plain product (NumPy's or
@@ -89,8 +89,8 @@ def bench_analysis(xp, args):
     # Table 1 are in its cheap delay-0 sweep)
     labels = {"freq": rng.integers(-1, args.classes, (B, N))}
     names = {"freq": [f"bin {i}" for i in range(args.classes)]}
-    run = lambda: parallel.sweep_blocks(params, streams, labels, names, K,  # noqa: E731
-                                        workers=args.workers)
+    run = lambda: (parallel.sweep_state_gradients if args.no_blocks else  # noqa: E731
+                   parallel.sweep_blocks)(params, streams, labels, names, K, workers=args.workers)
     tracemalloc.start()
     run()                                                     # warm-up, and peak memory
     peak = tracemalloc.get_traced_memory()[1] if xp is np else \
@@ -124,6 +124,8 @@ if __name__ == "__main__":
     p.add_argument("--classes", type=int, default=4, help="classes besides 'all' in the sweep")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="analysis threads")
+    p.add_argument("--no-blocks", action="store_true",
+                   help="the sweep without the bootstrap's per-stream sums")
     args = p.parse_args()
     xp = cli.backend(args.device)
     if args.what in ("all", "train"):

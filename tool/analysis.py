@@ -210,7 +210,7 @@ def cache_folder(model, args):
     return args.sweep_cache or os.path.join(cache_home(), "sweeps")
 
 
-SWEEP_VERSION = "state-gradient-sums/3"   # 3: per stream   # changes whenever the sums a sweep gives would change
+SWEEP_VERSION = "state-gradient-sums/3"   # changes whenever the sums a sweep gives would change
 
 
 def sweep_key(model, streams, labelings, names, K) -> str:

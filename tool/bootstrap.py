@@ -1,8 +1,8 @@
 """95 % intervals for every number of an analysis: a block bootstrap over the text's streams.
 
 The analysed text is B contiguous streams (analyze.py --batch-size), cut into nb = min(B, 20)
-blocks of whole streams (one stream each at the default B = 20); each block is swept on its own
-(tool/parallel.py) and its sums and counts kept. A resample draws nb blocks with replacement; its Gbar are the drawn blocks' summed sums over their summed counts (a block drawn
+blocks of whole streams (one stream each at the default B = 20); the sweep keeps each block's sums
+and counts apart (BlockAccumulator, tool/parallel.py). A resample draws nb blocks with replacement; its Gbar are the drawn blocks' summed sums over their summed counts (a block drawn
 twice counts twice), and ``analyze.model_results`` turns them into every output, exactly as for
 the text itself. The interval of a number is the 2.5th to 97.5th percentile of its values over
 the resamples (percentile bootstrap). Every LM is resampled with the same draws, so the
@@ -11,7 +11,8 @@ difference of two classes' sigma_1 (an order) and of two properties' m and cos (
 resamples run on --workers threads (tool/parallel.py's ``resample``).
 
 Cost: memory nb x one sweep's float64 sums (nb = 20, K = 30, 5 classes, H = 256, E = 64: 0.8 GB
-per LM, also in the sweep cache); time R x model_results (SVDs only: no text is read again).
+per LM, also in the sweep cache), and a third of the sweep's speed (BlockAccumulator); time R x
+model_results (SVDs only: no text is read again).
 """
 from __future__ import annotations
 
@@ -42,6 +43,67 @@ class BlockSums:
     def means(self, weights=None) -> Means:
         """Gbar over the blocks, block j counted weights[j] times (all once by default)."""
         return Means(self, np.ones(len(self.sums), np.int64) if weights is None else weights)
+
+
+class BlockAccumulator:
+    """StateGradientSums' ``add`` and ``flush`` with the sums kept per block of streams: what
+    lstm_memory.sweep_state_gradients fills when given it as ``sums``.
+
+    Where StateGradientSums adds a step's tangents to the class sums with one product (the
+    streams' contributions summed), a block's sums must stay apart, so each stream's G_{t,k} is
+    added to the rows (its block, state, k, class) of a float32 window: one indexed add per
+    labeling, over streams that are in different blocks (the j-th stream of every block), so that
+    no row is written twice; with one stream a block, "all" is one add in place. ``flush`` moves
+    the window into the float64 sums, as there. The indexed adds cost the sweep a third of its
+    speed at the paper's size (docs/speed.md).
+    """
+
+    def __init__(self, label_names: dict, K: int, H: int, E: int, block_of_stream, xp=np):
+        layout = lstm_memory.StateGradientSums(label_names, 0, 1, 1)        # names and offsets
+        self.offsets, self.C = layout.offsets, sum(map(len, layout.labelings.values()))
+        self.block = np.asarray(block_of_stream)                              # (B,) block ids
+        n_blocks = int(self.block.max()) + 1
+        self.xp, self.shape = xp, (n_blocks, K + 1, self.C, H, E)
+        position = np.arange(len(self.block)) - np.searchsorted(self.block, self.block)  # in block
+        self.groups = [slice(None)] if position.max() == 0 else [      # streams in distinct blocks
+            xp.asarray(np.flatnonzero(np.repeat(position == j, 2 * (K + 1))))
+            for j in range(position.max() + 1)]
+        self.window = xp.zeros((n_blocks * 2 * (K + 1) * self.C + 1, E * H), np.float32)   # +1: trash
+        self.sums = xp.zeros((n_blocks, K + 1, self.C, 2 * H, E), np.float64)  # (nb, K+1, C, 2H, E)
+        self.counts = np.zeros((n_blocks, K + 1, self.C), np.int64)              # (nb, K+1, C)
+
+    def add(self, J, labels_at_source):
+        """J (B, 2, K+1, E, H) of the fast step; labels_at_source {labeling: (B, K+1), -1 none}."""
+        B, _, n_delays = J.shape[:3]
+        rows_of = J.reshape(B * 2 * n_delays, -1)                  # (B 2 (K+1), EH), a view
+        state_delay = np.arange(2)[:, None] * n_delays + np.arange(n_delays)        # (2, K+1)
+        base = (self.block[:, None, None] * 2 * n_delays + state_delay) * self.C    # (B, 2, K+1)
+        # row of (block, state, delay, class 0) in the window
+        for name, offset in self.offsets.items():
+            if name == "all" and self.groups == [slice(None)]:      # one stream a block: in place
+                self.window[:-1].reshape(B, 2, n_delays, self.C, -1)[:, :, :, 0] += \
+                    J.reshape(B, 2, n_delays, -1)           # slots before the text hold zeros
+            else:
+                self.add_labeling(rows_of, base, labels_at_source[name], offset)
+            keep = labels_at_source[name] >= 0                          # (B, K+1)
+            np.add.at(self.counts, (self.block[:, None].repeat(n_delays, 1)[keep],
+                                    np.nonzero(keep)[1], offset + labels_at_source[name][keep]), 1)
+
+    def add_labeling(self, rows_of, base, labels, offset):
+        """One labeling's rows: (block, state, delay, offset + class) += G_{t,k} of each stream;
+        slots in no class go to the last row, which is never read."""
+        ids = labels[:, None, :]                                          # (B, 1, K+1)
+        rows = np.where(ids >= 0, base + offset + ids, len(self.window) - 1).reshape(-1)
+        rows = self.xp.asarray(rows)
+        for group in self.groups:                      # no row twice in one group (but the last)
+            self.window[rows[group]] += rows_of[group]
+
+    def flush(self):
+        """Move the float32 window into the float64 sums (once per window of steps)."""
+        nb, n_delays, C, H, E = self.shape
+        window = self.window[:-1].reshape(nb, 2, n_delays, C, E, H)
+        self.sums.reshape(nb, n_delays, C, 2, H, E)[...] += window.transpose(0, 2, 3, 1, 5, 4)
+        self.window[...] = 0.0
 
 
 class Means(lstm_memory.StateGradientSums):

@@ -1,6 +1,6 @@
-"""CPU threads around the method: the B streams of a window cut into blocks, one thread each with
-one BLAS thread, and the blocks' results added up; a sweep's streams swept one by one, each its
-own block of the bootstrap (tool/bootstrap.py), ``workers`` at a time.
+"""CPU threads around the method: the B streams of a window or of a sweep cut into blocks, one
+thread each with one BLAS thread, and the blocks' results added up (a sweep's kept per block of
+the bootstrap, tool/bootstrap.py); the bootstrap's resamples shared among threads.
 
 NumPy releases the GIL, so on a CPU with W cores W workers keep every core busy, also in the
 element-wise work that NumPy runs on one core; an idle BLAS thread would spin for a while after
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 import lstm_memory
-from tool.bootstrap import BLOCKS, BlockSums, leaves
+from tool.bootstrap import BLOCKS, BlockAccumulator, BlockSums, leaves
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,18 +35,17 @@ class Stopped(Exception):
     """Raised in a worker that saw STOP."""
 
 
-def map_stream_blocks(fn, B: int, workers: int, blocks: int | None = None) -> list:
-    """[fn(rows) for each block of rows], the B streams cut into ``blocks`` (default: ``workers``)
-    contiguous blocks (index arrays, by np.array_split), each on a thread of a pool of
-    ``workers``, with one BLAS thread.
+def map_stream_blocks(fn, B: int, workers: int) -> list:
+    """[fn(rows) for each block of rows], the B streams cut into ``workers`` contiguous blocks
+    (index arrays, by np.array_split), each block on its own thread with one BLAS thread.
 
     Ctrl-C (KeyboardInterrupt in the main thread) sets STOP, waits for the workers to stop at
     their next step, and goes on as KeyboardInterrupt."""
     from threadpoolctl import threadpool_limits
 
-    parts = np.array_split(np.arange(B), min(blocks or workers, B))
+    blocks = np.array_split(np.arange(B), min(workers, B))
     with threadpool_limits(limits=1, user_api="blas"):
-        futures = [thread_pool(min(workers, B)).submit(fn, rows) for rows in parts]
+        futures = [thread_pool(len(blocks)).submit(fn, rows) for rows in blocks]
         try:
             return [future.result() for future in futures]
         except KeyboardInterrupt:
@@ -80,15 +79,44 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
     return loss, grads, state
 
 
+def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
+                          window: int = 50, progress=None, workers: int = 1):
+    """``lstm_memory.sweep_state_gradients`` with the streams split among ``workers`` threads
+    (NumPy only), each sweeping its own block; their sums and counts are added up."""
+    B, N = streams.shape
+    if N <= K or workers < 2 or B < 2 or lstm_memory.get_array_module(params["W_h"]) is not np:
+        return lstm_memory.sweep_state_gradients(params, streams, labelings, label_names, K,
+                                                 window, progress)
+    def step_done(n):                                  # every step of every worker
+        if STOP.is_set():
+            raise Stopped
+        if progress is not None:
+            progress(n)
+
+    results = map_stream_blocks(
+        lambda rows: lstm_memory.sweep_state_gradients(
+            params, streams[rows], {n: lab[rows] for n, lab in labelings.items()}, label_names,
+            K, window, step_done), B, workers)
+    total = results[0]
+    for other in results[1:]:
+        total.flush()
+        other.flush()
+        total.sums += other.sums
+        total.counts += other.counts
+    return total
+
+
 def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, window: int = 50,
                  progress=None, workers: int = 1, blocks: int = BLOCKS) -> BlockSums:
-    """``lstm_memory.sweep_state_gradients`` of each of ``blocks`` contiguous groups of streams
-    (one stream each when B <= blocks) on its own, on ``workers`` threads with NumPy, one after
-    another with CuPy: the sums and counts of each block, for the bootstrap. Streams never meet,
-    so the blocks add up to the sweep of all."""
+    """``lstm_memory.sweep_state_gradients`` with the sums kept per block (tool/bootstrap.py): the
+    B streams cut into min(B, ``blocks``) contiguous blocks (one stream each when B <= blocks),
+    the blocks shared among ``workers`` threads with NumPy (each sweeps its streams together).
+    Streams never meet, so the blocks add up to the sweep of all."""
     B, N = streams.shape
     xp = lstm_memory.get_array_module(params["W_h"])
     H, E = params["W_h"].shape[1], params["W_x"].shape[1]
+    nb = min(B, blocks)
+    block_of_stream = np.arange(B) * nb // B                         # (B,) contiguous blocks
 
     def step_done(n):                                  # every step of every worker
         if STOP.is_set():
@@ -97,18 +125,18 @@ def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, wi
             progress(n)
 
     def sweep(rows):
-        sums = lstm_memory.sweep_state_gradients(
-            params, streams[rows], {n: lab[rows] for n, lab in labelings.items()}, label_names,
-            K, window, step_done)
-        sums.flush()
-        return lstm_memory.to_numpy(sums.sums), sums.counts      # the float32 buffers are freed
+        sums = BlockAccumulator(label_names, K, H, E, block_of_stream[rows] - block_of_stream[rows[0]],
+                                xp=xp)
+        lstm_memory.sweep_state_gradients(params, streams[rows], {n: lab[rows] for n, lab in
+                                          labelings.items()}, label_names, K, window, step_done, sums)
+        return lstm_memory.to_numpy(sums.sums), sums.counts
 
-    if xp is np and workers > 1 and N > K:
-        parts = map_stream_blocks(sweep, B, workers, blocks)
-    else:
-        parts = [sweep(rows) for rows in np.array_split(np.arange(B), min(blocks, B))]
-    return BlockSums(label_names, K, H, E, np.stack([p[0] for p in parts]),     # (B, K+1, C, 2H, E)
-                     np.stack([p[1] for p in parts]))                           # (B, K+1, C)
+    shares = np.array_split(np.arange(nb), min(workers, nb) if xp is np and N > K else 1)
+    rows = [np.flatnonzero(np.isin(block_of_stream, share)) for share in shares]   # whole blocks
+    parts = (map_stream_blocks(lambda i: sweep(rows[i[0]]), len(rows), len(rows)) if len(rows) > 1
+             else [sweep(rows[0])])
+    return BlockSums(label_names, K, H, E, np.concatenate([p[0] for p in parts]),   # (nb, K+1, C, 2H, E)
+                     np.concatenate([p[1] for p in parts]))                         # (nb, K+1, C)
 
 
 def resample(results_of, draws, name: str = "", quiet: bool = False, workers: int = 1) -> list:

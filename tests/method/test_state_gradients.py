@@ -159,11 +159,25 @@ def test_running_sums_keep_small_terms_of_a_long_text():
     assert sums.count("all").tolist() == [[2]]
 
 
+def test_threaded_sweep_equals_the_single_thread_sweep():
+    rng = np.random.default_rng(5)
+    params = lstm_memory.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
+    streams = rng.integers(0, 11, (5, 9))
+    labels = {"tag": rng.integers(-1, 2, (5, 9))}
+    one = lstm_memory.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3)
+    three = parallel.sweep_state_gradients(params, streams, labels, {"tag": ["a", "b"]}, K=3, workers=3)
+    for labeling in ("all", "tag"):
+        np.testing.assert_array_equal(one.count(labeling), three.count(labeling))
+        np.testing.assert_allclose(one.G_bar_per_class(labeling, "h"),
+                                   three.G_bar_per_class(labeling, "h"), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_the_blocks_of_a_sweep_add_up_to_the_sweep(workers):
-    """tool/parallel.py sweeps each stream on its own (a block of the bootstrap), on threads: the
+    """tool/parallel.py keeps each stream's sums apart (a block of the bootstrap), on threads: the
     blocks' means equal the sweep of all streams at once, and block b the sweep of stream b;
-    with fewer blocks than streams, a block is a group of contiguous streams."""
+    with fewer blocks than streams, a block is a group of contiguous streams (summed apart by
+    the indexed adds over distinct blocks)."""
     rng = np.random.default_rng(5)
     params = lstm_memory.init_params(11, 3, 5, seed=5, scale=0.5, dtype=np.float64)
     streams = rng.integers(0, 11, (5, 9))
