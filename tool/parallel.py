@@ -12,7 +12,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import sys
 import threading
+import time
 
 import numpy as np
 from tqdm import tqdm
@@ -143,6 +145,7 @@ def resample(results_of, draws, name: str = "", quiet: bool = False, workers: in
     """[leaves of results_of(weights) for each resample's block weights, a row of ``draws``]
     (tool/bootstrap.py), the rows shared among ``workers`` threads (SVDs release the GIL)."""
     bar = tqdm(total=len(draws), desc=f"{name} bootstrap", unit="resample", disable=quiet)
+    clock = time.perf_counter()
 
     def run(rows):
         out = []
@@ -155,4 +158,6 @@ def resample(results_of, draws, name: str = "", quiet: bool = False, workers: in
 
     parts = map_stream_blocks(run, len(draws), workers) if len(draws) else []
     bar.close()
+    if len(draws):
+        print(f"{name}: {len(draws)} resamples in {time.perf_counter() - clock:.0f} s", file=sys.stderr)
     return [leaf for part in parts for leaf in part]
