@@ -258,7 +258,7 @@ def separability(X, y, seeds=1, folds=3, split_seed=0, jobs=-1, progress=None):
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_test, y_train, y_test, _, held_out_index = train_test_split(
+    X_train, X_test, y_train, y_test, _, held_out_index = train_test_split(   # held out: (n,)
         X, y, np.arange(len(y)), test_size=analysis.HELD_OUT, stratify=y, random_state=split_seed)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
@@ -293,7 +293,7 @@ def table2(models, datasets, args):
                                          args.cv_folds, progress=bar.update)}
                    for name, (ids, labels) in by_model.items()} for task, by_model in datasets.items()}
     bar.close()
-    bootstrap.table2_intervals(rows, datasets, args.bootstrap or 1000)
+    bootstrap.table2_intervals(rows, datasets, args.bootstrap)
     return rows
 
 

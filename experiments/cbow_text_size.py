@@ -6,8 +6,8 @@
 The paper's CBOW vectors come from 110M words of in-domain WSJ, ours (checkpoints/cbow.npz) from
 the 0.97M words of Brown's training split. This trains word2vec CBOW (word2vec.py, train.py's
 settings) on a fraction of that text, and scores Table 2 on the vectors as analyze.py does
-(separability, both protocols, Wilson intervals). A fraction is every k-th of 100 equal chunks
-of the training text, so that each keeps every genre. Words seen fewer than --cbow-min-count
+(separability, both protocols, Wilson intervals). A fraction f is f x 100 of 100 equal chunks of
+the training text, evenly spaced, so that each keeps every genre. Words seen fewer than --cbow-min-count
 times in the fraction keep their random initial vectors, as in word2vec; the table says how many
 of a row's words that is. Writes table2_size.md/.csv and results.json to --out-dir.
 """
@@ -32,17 +32,18 @@ CHUNKS = 100
 
 
 def fraction_of_text(ids, fraction: float):
-    """Every k-th of CHUNKS equal chunks of ``ids`` (k = 1 / fraction, rounded): (n,) word ids."""
-    chunks = np.array_split(ids, CHUNKS)
-    step = max(1, round(1 / fraction))
-    return np.concatenate(chunks[::step])
+    """round(fraction x CHUNKS) of CHUNKS equal chunks of ``ids``, evenly spaced from the first to
+    the last: (n,) word ids."""
+    chunks = np.array_split(ids, CHUNKS)                               # CHUNKS x (about N / CHUNKS,)
+    picked = np.unique(np.linspace(0, CHUNKS - 1, max(1, round(fraction * CHUNKS))).round())
+    return np.concatenate([chunks[int(i)] for i in picked])
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=cli.HelpFormatter)
     p.add_argument("--corpus", default="brown", help="a corpus train.py accepts")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0],
-                   help="parts of the training text (every 1/f-th of 100 chunks)")
+                   help="parts of the training text (f x 100 of 100 chunks, evenly spaced)")
     p.add_argument("--seeds", type=cli.at_least(1), default=1, help="CBOW seeds per fraction")
     p.add_argument("--max-train-tokens", type=cli.at_least(1), default=None)
     p.add_argument("--cv-folds", type=cli.at_least(2), default=3)
@@ -69,8 +70,8 @@ def main(argv=None):
         ids = fraction_of_text(data.ids["train"], fraction)
         counts = np.bincount(ids, minlength=len(data.vocab))
         for seed in range(args.seeds):
-            print(f"CBOW on {fraction:.0%} of the training text ({ids.size:,} words), seed {seed}",
-                  file=sys.stderr)
+            print(f"CBOW on {ids.size / data.ids['train'].size:.0%} of the training text "
+                  f"({ids.size:,} words), seed {seed}", file=sys.stderr)
             W_in, _ = word2vec.train_cbow(
                 ids, len(data.vocab), cbow.embedding_size, eos_id=data.word_to_id.get(corpus.EOS),
                 window=cbow.cbow_window, negative=cbow.cbow_negative, sample=cbow.cbow_sample,
@@ -85,7 +86,8 @@ def main(argv=None):
                                "untrained_words": untrained, "paper": score["paper"],
                                "honest": score["honest"], "paper_ci": cis["paper"],
                                "honest_ci": cis["honest"]})
-                rows.append([f"{task} ({report[-1]['classes']})", f"{fraction:.0%}", str(seed),
+                rows.append([f"{task} ({report[-1]['classes']})",
+                             f"{ids.size / data.ids['train'].size:.0%} ({ids.size:,} words)", str(seed),
                              f"{untrained} of {len(words)}",
                              *(f"{100 * score[p]:.2f} [{100 * cis[p][0]:.1f}, {100 * cis[p][1]:.1f}]"
                                for p in ("paper", "honest"))])

@@ -11,8 +11,8 @@ difference of two classes' sigma_1 (an order) and of two properties' m and cos (
 resamples run on --workers threads (tool/parallel.py's ``resample``).
 
 Cost: memory nb x one sweep's float64 sums (nb = 20, K = 30, 5 classes, H = 256, E = 64: 0.8 GB
-per LM, also in the sweep cache), and a third of the sweep's speed (BlockAccumulator); time R x
-model_results (SVDs only: no text is read again).
+per LM, also in the sweep cache); the sweep runs at about 0.65 of its speed (BlockAccumulator);
+time R x model_results (SVDs only: no text is read again).
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class BlockAccumulator:
     added to the rows (its block, state, k, class) of a float32 window: one indexed add per
     labeling, over streams that are in different blocks (the j-th stream of every block), so that
     no row is written twice; with one stream a block, "all" is one add in place. ``flush`` moves
-    the window into the float64 sums, as there. The indexed adds cost the sweep a third of its
-    speed at the paper's size (docs/speed.md).
+    the window into the float64 sums, as there. With the indexed adds the sweep runs at about
+    0.65 of its speed at the paper's size (docs/speed.md).
     """
 
     def __init__(self, label_names: dict, K: int, H: int, E: int, block_of_stream, xp=np):
@@ -64,11 +64,12 @@ class BlockAccumulator:
         self.block = np.asarray(block_of_stream)                              # (B,) block ids
         n_blocks = int(self.block.max()) + 1
         self.xp, self.shape = xp, (n_blocks, K + 1, self.C, H, E)
-        position = np.arange(len(self.block)) - np.searchsorted(self.block, self.block)  # in block
+        position = np.arange(len(self.block)) - np.searchsorted(self.block, self.block)  # (B,)
         self.groups = [slice(None)] if position.max() == 0 else [      # streams in distinct blocks
             xp.asarray(np.flatnonzero(np.repeat(position == j, 2 * (K + 1))))
             for j in range(position.max() + 1)]
-        self.window = xp.zeros((n_blocks * 2 * (K + 1) * self.C + 1, E * H), np.float32)   # +1: trash
+        self.window = xp.zeros((n_blocks * 2 * (K + 1) * self.C + 1, E * H),   # (nb 2 (K+1) C + 1,
+                               np.float32)                                     #  EH); last: trash
         self.sums = xp.zeros((n_blocks, K + 1, self.C, 2 * H, E), np.float64)  # (nb, K+1, C, 2H, E)
         self.counts = np.zeros((n_blocks, K + 1, self.C), np.int64)              # (nb, K+1, C)
 
@@ -120,7 +121,7 @@ class Means(lstm_memory.StateGradientSums):
 
 def draws(resamples: int, blocks: int, seed: int = 0):
     """(R, nb) how often each block is drawn in each of R resamples of nb blocks."""
-    picks = np.random.default_rng(seed).integers(0, blocks, (resamples, blocks))
+    picks = np.random.default_rng(seed).integers(0, blocks, (resamples, blocks))    # (R, nb)
     return np.stack([np.bincount(row, minlength=blocks) for row in picks] or [[0] * blocks])[:resamples]
 
 
@@ -252,8 +253,9 @@ def table2_intervals(rows: dict, datasets: dict, resamples: int, seed: int = 0) 
     """Table 2's intervals, into its rows: each accuracy's Wilson interval (scipy's binomtest, the
     held-out words as Bernoulli trials), and for every other LM the paired bootstrap interval of
     its accuracy minus the first LM's, over the same held-out words (when both have them). The
-    held-out words' outcomes ("correct") and indices ("held_out") are dropped from the rows;
-    "majority" is the share of the commonest class among the held-out words.
+    held-out words' outcomes ("correct"), indices ("held_out") and ids are dropped from the rows;
+    "majority" is the share of the commonest class among the held-out words. ``resamples`` 0:
+    Wilson's intervals only.
     ``datasets``: {row: {LM: (word ids, labels)}}, the words each LM was fitted on."""
     from scipy.stats import binomtest
 
@@ -271,8 +273,9 @@ def table2_intervals(rows: dict, datasets: dict, resamples: int, seed: int = 0) 
                 test = binomtest(int(np.sum(correct)), len(correct))
                 row[name][f"{protocol}_ci"] = list(test.proportion_ci(LEVEL, "wilson"))
         first = row[names[0]]
-        picks = rng.integers(0, len(first["correct"]["honest"]), (resamples, len(first["correct"]["honest"])))
-        for name in names[1:]:
+        words = len(first["correct"]["honest"])
+        picks = rng.integers(0, words, (resamples, words))                   # (R, held-out words)
+        for name in names[1:] if resamples else ():
             other = row[name]
             if other["words_held_out"] != first["words_held_out"]:
                 continue
