@@ -57,7 +57,7 @@ class Run:
         """(value, low, high) of a difference of results.json's "differences"; None if absent
         (or undefined: null)."""
         report = self.report(space)
-        found = None if report is None else report["differences"].get(key, {}).get(path)
+        found = None if report is None else report.get("differences", {}).get(key, {}).get(path)
         return None if found is None or found[0] is None else tuple(found)
 
 
@@ -68,7 +68,9 @@ def path(*parts):
 def side(stat, expect, threshold=0.0):
     """'yes', 'no' or 'n.s.' for one (value, low, high) and the paper's side of ``threshold``
     (expect +1: above it)."""
-    if stat is None or stat[1] is None:
+    if stat is None or stat[0] is None:
+        return "none"
+    if stat[1] is None:
         return "n.s."
     value, low, high = stat
     if (low > threshold if expect > 0 else high < threshold):
@@ -79,7 +81,10 @@ def side(stat, expect, threshold=0.0):
 
 
 def combine(sides):
-    """The verdict over the seeds (module docstring)."""
+    """The verdict over the seeds (module docstring); "not measured" where no seed has the
+    number (an analysis not run, or a class without positions)."""
+    if all(s == "none" for s in sides):
+        return "not measured"
     if all(s == "yes" for s in sides):
         return "reproduced"
     if all(s == "no" for s in sides):
@@ -131,7 +136,7 @@ def all_of(runs, gets, expect, digits=2):
         stats = [stat for _, stat in found if stat is not None]
         if len(stats) < len(found):                    # a difference the claim needs is missing
             shown.append("–" if not stats else f"{len(found) - len(stats)} missing")
-            sides.append("n.s.")
+            sides.append("none" if not stats else "n.s.")
             continue
         per = [side(s, expect) for s in stats]
         sides.append("no" if "no" in per else "yes" if all(p == "yes" for p in per) else "n.s.")
@@ -160,7 +165,9 @@ def value_claim(runs, get, low, high, taus, digits=2):
         return "–", "not measured (--max-delay too small)"
 
     def holds(stat):
-        if stat is None or stat[0] is None or stat[1] is None:
+        if stat is None or stat[0] is None:
+            return "none"
+        if stat[1] is None:
             return "n.s."
         value, lo, hi = stat
         return "yes" if lo <= high and hi >= low else "no"

@@ -18,11 +18,13 @@ def test_the_verdict_rules():
     assert verdicts.side((-0.5, -0.9, -0.1), +1) == "no"
     assert verdicts.side((-0.5, -0.9, -0.1), -1) == "yes"
     assert verdicts.side((1.5, 1.1, 1.9), +1, threshold=1.0) == "yes"
-    assert verdicts.side((0.5, None, None), +1) == "n.s."
+    assert verdicts.side((0.5, None, None), +1) == "n.s."                  # no interval
     assert verdicts.combine(["yes", "yes"]) == "reproduced"
     assert verdicts.combine(["no", "no"]) == "not reproduced"
     assert verdicts.combine(["yes", "no"]) == "seeds disagree"
     assert verdicts.combine(["yes", "n.s."]) == "not separable at this size"
+    assert verdicts.combine(["none", "none"]) == "not measured"
+    assert verdicts.side(None, +1) == verdicts.side((None, None, None), +1) == "none"
     assert verdicts.ranges({1: "a", 2: "a", 3: "b", 4: "a"}) == "a at τ 1–2; b at τ 3; a at τ 4"
     assert verdicts.negate((1.0, 0.5, 2.0)) == (-1.0, -2.0, -0.5)
 
