@@ -686,8 +686,9 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
     for name, G in (("plain tangent step", plain), ("fast tangent step (folded, transposed)", fast),
                     ("central finite differences", finite_differences)):
         print(f"{name}:\n{G}")
-    print(f"largest difference, plain vs finite differences: {np.abs(plain - finite_differences).max():.1e}"
-          f"\nlargest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
+    print(f"largest difference, plain vs finite differences: "
+          f"{np.abs(plain - finite_differences).max():.1e}\n"
+          f"largest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
     streams = rng.integers(0, V, (4, 200))                           # (B, N) random text
     S = singular_values(sweep_state_gradients(params, streams, {}, {}, K=6).G_bar("c"))  # (K+1, min(H, E))
     print("Gbar_tau over 4 x 200 random words (eq. 1): tau, sigma_1, sum of sigma")

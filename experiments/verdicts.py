@@ -389,14 +389,18 @@ def labelled(get, label):
 
 
 def write(rows, runs, out):
-    seeds = " / ".join(os.path.basename(os.path.normpath(r.folder)) or r.folder for r in runs)
+    folders = " / ".join(r.folder for r in runs)
     lines = [
         "# The paper's claims, re-judged",
         "",
         f"Written by `python experiments/verdicts.py --runs {' '.join(r.folder for r in runs)}` "
-        f"from the analyses' results.json; ours per seed ({seeds}), 95 % bootstrap intervals in "
-        "brackets. Verdicts: see the script's docstring (an order or a 'better' is reproduced "
-        "only where the interval of the difference excludes zero in every seed). State c.",
+        f"from each analysis's results.json, one folder per seed ({folders}). Ours: per seed, "
+        "separated by ' / ', 95 % bootstrap intervals in brackets; state c. A claim of an order or "
+        "of 'better' is a difference: reproduced when its interval excludes zero on the paper's "
+        "side in every seed, not reproduced when it excludes zero on the other side in every seed, "
+        "seeds disagree when they split, not separable at this size otherwise; over a range of "
+        "delays, that verdict per delay, as ranges of τ. A claim of a value holds where our "
+        "interval meets it (a range the note gives for the paper's 'about').",
         "",
         "| where | the paper's claim | paper | ours | verdict | note |",
         "|---|---|---|---|---|---|",

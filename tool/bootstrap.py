@@ -53,7 +53,14 @@ class BlockAccumulator:
     streams' contributions summed), a block's sums must stay apart, so each stream's G_{t,k} is
     added to the rows (its block, state, k, class) of a float32 window: one indexed add per
     labeling, over streams that are in different blocks (the j-th stream of every block), so that
-    no row is written twice; with one stream a block, "all" is one add in place. ``flush`` moves
+    no row is written twice; with one stream a block, "all" is one add in place. Equal to
+    (tests/method/test_state_gradients.py::test_the_blocks_of_a_sweep_add_up_to_the_sweep):
+
+        for name, labels in labels_at_source.items():
+            for b, k in all (stream, delay) with labels[b, k] >= 0:
+                sums[block[b], k, offset[name] + labels[b, k]] += [Jc[b, k]; Jh[b, k]]
+
+    ``flush`` moves
     the window into the float64 sums, as there. With the indexed adds the sweep runs at about
     0.65 of its speed at the paper's size (docs/speed.md).
     """
