@@ -43,10 +43,14 @@ def test_a_checkpoint_replaced_during_the_sweep_is_swept_again(two_lms, tmp_path
     path = str(tmp_path / "lm.npz")
     shutil.copy(two_lms[0], path)
     original = lstm_memory.sweep_state_gradients
+    lock, replaced = threading.Lock(), []
 
-    def replacing(*args, **kwargs):
-        shutil.copy(two_lms[1], path + ".tmp")
-        os.replace(path + ".tmp", path)                       # the new model lands mid-sweep
+    def replacing(*args, **kwargs):              # called once per worker thread: replace once
+        with lock:
+            if not replaced:
+                shutil.copy(two_lms[1], path + ".tmp")
+                os.replace(path + ".tmp", path)               # the new model lands mid-sweep
+                replaced.append(True)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(lstm_memory, "sweep_state_gradients", replacing)
