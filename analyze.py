@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LM checkpoints written by train.py (of different --hidden-size: --whiten)")
     p.add_argument("--split", default="valid", choices=corpus.SPLITS, help="evaluation text")
     p.add_argument("--max-delay", type=cli.at_least(0), default=30, help="K: delays 0..K")
-    p.add_argument("--state", default="c", choices=tuple(STATES),
-                   help="c: LSTM cell state (the paper's); h: hidden state (its future work); "
-                        "both: c and h side by side")
+    p.add_argument("--state", default=None, choices=tuple(STATES),
+                   help="c: LSTM cell state (the paper's, the default); h: hidden state (its future "
+                        "work; the default with a GRU or RNN, which have no c); both: side by side")
     p.add_argument("--top-n", type=cli.at_least(1), default=5,
                    help="n of cos(d, H_n) in Figure 2 (at most min(H, E))")
     p.add_argument("--average", default="all", choices=("all", "class"),
@@ -186,13 +186,13 @@ def model_results(model, scheme, properties, sums0, sums, args) -> outputs.Model
     record = model.meta.get("train", {})
     result = outputs.ModelResults(model.name, model.meta["settings"]["embeddings"],
                                   int(model.params["W_h"].shape[1]), record.get("best_valid_ppl"),
-                                  record.get("test_ppl"), bool(args.whiten))
+                                  record.get("test_ppl"), bool(args.whiten), cell=model.cell.name)
     vectors = property_vectors(model, scheme, properties, D)
     result.properties = {prop: {"words": words, "difference_norm": length}
                          for prop, (_, length, words) in vectors.items()}
     result.property_cosines = {f"{p} / {q}": float(vectors[p][0] @ vectors[q][0])
                                for p, q in itertools.combinations(vectors, 2)}
-    for state in "ch":
+    for state in model.cell.states:
         result.spectrum[state] = figure1(space(sums.G_bar(state)), args.top_n)
     for state in STATES[args.state]:
         def table1_of(labeling, names=None, normalise=False):       # Gbar_0 per class (C, H, E)

@@ -15,13 +15,17 @@ Read top to bottom, like the paper:
                       finite differences, then eq. 1 over a random text
 
 The method and nothing else: the tool around it (checkpoints, the sweep cache, CPU threads,
-plots) is the package ``tool/``, which imports this module and is never imported by it.
+plots) is the package ``tool/``, which imports this module and is never imported by it. Other
+cells (a GRU, a vanilla RNN) are in cells.py, read after this file: the BPTT and the sweep here
+take any of them through the interface ``LSTM`` shows (section 6).
 
 Letters: B streams, T steps per window, E embedding size, H state size, V vocabulary, K largest delay.
 Names: ``dX`` is always dLoss/dX (reverse mode). Forward-mode tangents are ``J``: ``Jc``, ``Jh``,
 ``Jz`` are dc_t, dh_t, dz_t with respect to an earlier input embedding x_{t-k}.
 """
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -31,9 +35,7 @@ except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
 
 
-# ----------------------------------------------------------------------------------------------
-# 1. Backend
-# ----------------------------------------------------------------------------------------------
+# --- 1. Backend -------------------------------------------------------------------------------
 
 def gpu_available() -> bool:
     """True when CuPy is installed and sees at least one CUDA device."""
@@ -66,11 +68,9 @@ def scatter_add_rows(target, rows, values) -> None:
     get_array_module(target).add.at(target, rows, values)     # cupy.add.at on a GPU
 
 
-# ----------------------------------------------------------------------------------------------
-# 2. Parameters
-# ----------------------------------------------------------------------------------------------
+# --- 2. Parameters ----------------------------------------------------------------------------
 
-PARAM_SHAPES = {  # name -> shape in letters; gate order i, f, g, o along the 4H axis
+PARAM_SHAPES = {  # name -> shape in letters; gate order i, f, g, o along the 4H axis (G H: G gates)
     "embedding": ("V", "E"),
     "W_x": ("4H", "E"),
     "W_h": ("4H", "H"),
@@ -81,10 +81,11 @@ PARAM_SHAPES = {  # name -> shape in letters; gate order i, f, g, o along the 4H
 
 
 def init_params(V: int, E: int, H: int, seed: int = 0, scale: float = 0.05,
-                dtype=np.float32, xp=np) -> dict:
-    """Uniform(-scale, scale) weights, zero biases (forget-gate bias 0, as in the paper's set-up)."""
+                dtype=np.float32, xp=np, gates: int = 4) -> dict:
+    """Uniform(-scale, scale) weights, zero biases (forget-gate bias 0, as in the paper's set-up);
+    ``gates`` blocks of H rows in W_x, W_h, b (4 for the LSTM; cells.py's GRU 3, RNN 1)."""
     rng = np.random.default_rng(seed)
-    sizes = {"V": V, "E": E, "H": H, "4H": 4 * H}
+    sizes = {"V": V, "E": E, "H": H, "4H": gates * H}
     params = {}
     for name, letters in PARAM_SHAPES.items():
         shape = tuple(sizes[s] for s in letters)
@@ -98,9 +99,7 @@ def sigmoid(x):
     return 0.5 * (xp.tanh(0.5 * x) + 1.0)  # = 1 / (1 + exp(-x)), without overflow
 
 
-# ----------------------------------------------------------------------------------------------
-# 3. Softmax cross-entropy
-# ----------------------------------------------------------------------------------------------
+# --- 3. Softmax cross-entropy -----------------------------------------------------------------
 
 def softmax_cross_entropy(logits, targets, n_total: int | None = None, out=None):
     """Mean cross-entropy of ``targets`` under softmax(``logits``), and its gradient.
@@ -154,9 +153,7 @@ def output_layer(h, targets, W_out, b_out, n_total: int, backward: bool = True):
     return loss, grads, dlogits @ W_out                                # (n, H)
 
 
-# ----------------------------------------------------------------------------------------------
-# 4. LSTM step
-# ----------------------------------------------------------------------------------------------
+# --- 4. LSTM step -----------------------------------------------------------------------------
 
 def lstm_step_forward(x, h_prev, c_prev, W_x, W_h, b, z=None):
     """One LSTM step on a batch.
@@ -222,9 +219,7 @@ def lstm_step_backward(dh, dc, cache):
     return dz, dh_prev, dc_prev
 
 
-# ----------------------------------------------------------------------------------------------
-# 5. Backpropagation through time over one window, and the language-model loss
-# ----------------------------------------------------------------------------------------------
+# --- 5. Backpropagation through time over one window, and the language-model loss -------------
 
 def lstm_forward(X, h0, c0, W_x, W_h, b):
     """Run ``lstm_step_forward`` over a window, with the input part W_x x_t + b of every z_t in
@@ -275,7 +270,7 @@ def lstm_backward(dhs, dh_T, dc_T, caches):
 
 
 def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True,
-                      n_tokens: int | None = None):
+                      n_tokens: int | None = None, cell=None):
     """Loss of the LSTM LM on one window and the gradient of every parameter (manual BPTT).
 
     Equations:
@@ -290,13 +285,15 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
         backward: False to stop after the loss (evaluation).
         n_tokens: the tokens the mean is over (default B T); larger when these streams are a
             block of a window (tool/parallel.py), the loss and gradients then the block's share.
+        cell: ``LSTM`` (default) or cells.py's GRU or RNN (which carry c through unchanged).
     Returns:
         loss (float), grads (dict like params, None without backward), (h_T, c_T).
     """
     xp = get_array_module(params["W_h"])
     B, T = inputs.shape
     X = params["embedding"][inputs]                                    # (B, T, E)
-    hs, state, caches = lstm_forward(X, h0, c0, params["W_x"], params["W_h"], params["b"])
+    cell = cell or LSTM
+    hs, state, caches = cell.forward(X, h0, c0, params["W_x"], params["W_h"], params["b"])
     h_drop = hs if dropout_mask is None else hs * dropout_mask         # (B, T, H)
     loss, grads, dh_flat = output_layer(h_drop.reshape(B * T, -1), targets.reshape(-1),
                                         params["W_out"], params["b_out"], n_tokens or B * T,
@@ -306,16 +303,14 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
     dh_drop = dh_flat.reshape(B, T, -1)                                # (B, T, H)
     dhs = dh_drop if dropout_mask is None else dh_drop * dropout_mask  # through the mask
     zeros = xp.zeros_like(h0)                                          # (B, H)
-    dX, _, _, lstm_grads = lstm_backward(dhs, zeros, zeros, caches)
-    grads.update(lstm_grads)
+    dX, _, _, cell_grads = cell.backward(dhs, zeros, zeros, caches)
+    grads.update(cell_grads)
     grads["embedding"] = xp.zeros_like(params["embedding"])            # (V, E)
     scatter_add_rows(grads["embedding"], inputs.reshape(-1), dX.reshape(B * T, -1))  # through x_t = embedding[w_t]
     return loss, grads, state
 
 
-# ----------------------------------------------------------------------------------------------
-# 6. State gradients in forward mode
-# ----------------------------------------------------------------------------------------------
+# --- 6. State gradients in forward mode -------------------------------------------------------
 # Why forward mode: G_{t,k} = dc_t/dx_{t-k} is H x E. Reverse mode gets it one row (state unit) at
 # a time, so H backward passes per position and delay (the authors' code: 256 tf.gradients calls
 # per step, one run per delay); forward mode carries its E columns for every delay k = 0..K along
@@ -439,12 +434,20 @@ def tangents_in_paper_orientation(J):
     return J[:, 0].transpose(0, 1, 3, 2), J[:, 1].transpose(0, 1, 3, 2)
 
 
+# The LSTM as a cell: the interface through which ``lm_loss_and_grads`` and the sweep also run
+# cells.py's GRU and RNN. ``states``: the states whose tangents J carries, in J's order.
+LSTM = SimpleNamespace(name="lstm", states=("c", "h"), gates=4, step_forward=lstm_step_forward,
+                       forward=lstm_forward, backward=lstm_backward, tangent_step=tangent_step,
+                       tangent_step_fast_in_place=tangent_step_fast_in_place)
+
+
 class StateGradientSums:
     """Streaming sums and counts of G_{t,k} over all positions and per class of the word at t-k.
 
-    Memory is flat in the length of the text: one float64 array (K+1, C, 2H, E) for C classes over
-    all labelings ([c; h] stacked on the state axis), plus two float32 buffers of the same size in
-    the fast step's layout (K+1, 2, C, E·H): one step's class sums, and the window that collects
+    Memory is flat in the length of the text: one float64 array (K+1, C, S H, E) for C classes over
+    all labelings (the S ``states``, [c; h] for the LSTM, stacked on the state axis), plus two
+    float32 buffers of the same size in the fast step's layout (K+1, S, C, E·H): one step's class
+    sums, and the window that collects
     them before ``flush`` adds them to the float64 sums (float32 sums would lose the small terms of
     a long text).
 
@@ -452,21 +455,21 @@ class StateGradientSums:
     "all" (every position in class 0) is always there: ``G_bar`` is eq. (1)'s Gbar_tau.
     """
 
-    def __init__(self, label_names: dict, K: int, H: int, E: int, xp=np):
+    def __init__(self, label_names: dict, K: int, H: int, E: int, xp=np, states=("c", "h")):
         # label_names: {labeling: [class names]}; the offsets place each labeling in the C axis.
         self.labelings = {"all": ["all"], **label_names}
         self.offsets, C = {}, 0
         for name, classes in self.labelings.items():
             self.offsets[name] = C
             C += len(classes)
-        self.xp, self.H = xp, H
-        self.sums = xp.zeros((K + 1, C, 2 * H, E), dtype=np.float64)                # (K+1, C, 2H, E)
-        self.window = xp.zeros((K + 1, 2, C, E * H), dtype=np.float32)   # the window's class sums
-        self.step = xp.empty((K + 1, 2, C, E * H), dtype=np.float32)    # one step's class sums
+        self.xp, self.H, self.states, S = xp, H, tuple(states), len(states)
+        self.sums = xp.zeros((K + 1, C, S * H, E), dtype=np.float64)             # (K+1, C, SH, E)
+        self.window = xp.zeros((K + 1, S, C, E * H), dtype=np.float32)   # the window's class sums
+        self.step = xp.empty((K + 1, S, C, E * H), dtype=np.float32)    # one step's class sums
         self.counts = np.zeros((K + 1, C), dtype=np.int64)                          # (K+1, C)
 
     def add(self, J, labels_at_source):
-        """Add G_{t,k} (the fast layout J (B, 2, K+1, E, H)) to the sums of each class of x_{t-k}.
+        """Add G_{t,k} (the fast layout J (B, S, K+1, E, H)) to the sums of each class of x_{t-k}.
 
         Equal to the naive loop (tests/method/test_state_gradients.py::
         test_streaming_sums_equal_brute_force_average proves it):
@@ -480,7 +483,7 @@ class StateGradientSums:
                             sums[k, C] += [Jc[b, k]; Jh[b, k]];  counts[k, C] += 1
 
         done as one batched product: a one-hot (K+1, 1, C, B) matrix of "position b is in class C
-        at delay k" times J seen as (K+1, 2, B, EH).
+        at delay k" times J seen as (K+1, S, B, EH).
 
         Args:
             labels_at_source: {labeling: (B, K+1) class id of x_{t-k}, -1 = none/before the text}.
@@ -493,32 +496,36 @@ class StateGradientSums:
             keep = ids >= 0
             weights[k_index[keep], offset + ids[keep], b_index[keep]] = 1.0
         self.counts += weights.sum(axis=2).astype(np.int64)
-        by_delay = J.transpose(2, 1, 0, 3, 4).reshape(n_delays, 2, B, -1)  # (K+1, 2, B, EH), a view
-        self.xp.matmul(self.xp.asarray(weights)[:, None], by_delay, out=self.step)  # (K+1, 2, C, EH)
+        S = len(self.states)
+        by_delay = J.transpose(2, 1, 0, 3, 4).reshape(n_delays, S, B, -1)  # (K+1, S, B, EH), a view
+        self.xp.matmul(self.xp.asarray(weights)[:, None], by_delay, out=self.step)  # K+1, S, C, EH
         self.window += self.step
 
     def flush(self):
         """Move the float32 window buffer into the float64 sums (call once per window)."""
         n_delays, C, _, E = self.sums.shape
-        sums = self.sums.reshape(n_delays, C, 2, self.H, E)                  # a view: [c; h] blocks
-        sums += self.window.reshape(n_delays, 2, C, E, self.H).transpose(0, 2, 1, 4, 3)
+        S = len(self.states)
+        sums = self.sums.reshape(n_delays, C, S, self.H, E)              # a view: [c; h] blocks
+        sums += self.window.reshape(n_delays, S, C, E, self.H).transpose(0, 2, 1, 4, 3)
         self.window[...] = 0.0
 
-    def G_bar_per_class(self, labeling: str, state: str = "c"):
-        """Gbar_k of each class of ``labeling`` (eq. 1 over its positions): (C, K+1, H, E) as
-        NumPy float64; NaN where no position was counted."""
-        if state not in ("c", "h"):
-            raise ValueError(f"state must be 'c' or 'h', not {state!r}")
+    def G_bar_per_class(self, labeling: str, state: str | None = None):
+        """Gbar_k of each class of ``labeling`` (eq. 1 over its positions) for ``state`` (default:
+        the first, c for the LSTM): (C, K+1, H, E) as NumPy float64; NaN where none was counted."""
+        state = state or self.states[0]
+        if state not in self.states:
+            raise ValueError(f"state must be one of {self.states}, not {state!r}")
         self.flush()
         start = self.offsets[labeling]
         stop = start + len(self.labelings[labeling])
-        rows = slice(0, self.H) if state == "c" else slice(self.H, 2 * self.H)
+        index = self.states.index(state)
+        rows = slice(index * self.H, (index + 1) * self.H)
         sums = to_numpy(self.sums[:, start:stop, rows]).transpose(1, 0, 2, 3)
         counts = self.count(labeling)[:, :, None, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
-    def G_bar(self, state: str = "c"):
+    def G_bar(self, state: str | None = None):
         """Eq. (1): Gbar_k = mean over all positions t of G_{t,k}, for k = 0..K: (K+1, H, E)."""
         return self.G_bar_per_class("all", state)[0]
 
@@ -529,8 +536,8 @@ class StateGradientSums:
 
 
 def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None, sums=None):
-    """Read the text with the LSTM and sum the state gradients of every delay 0..K (one thread).
+                          window: int = 50, progress=None, sums=None, cell=None):
+    """Read the text with the LSTM (or ``cell``) and sum the state gradients of every delay 0..K.
 
     The text is B parallel streams (like training); the state (h, c) and the tangents J are
     carried from window to window, so that G_{t,k} is exact for every t >= k in a stream. Slots
@@ -542,6 +549,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
         label_names: {name: [class names]}.   K: largest delay.   window: steps between flushes.
         progress: optional callable(n) told after every step that n more positions are done.
         sums: where to add them (anything with StateGradientSums' add and flush; default: new).
+        cell: ``LSTM`` (default) or cells.py's GRU or RNN (state h only).
     Returns:
         StateGradientSums with the sums and counts.
     """
@@ -552,7 +560,8 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     xp = get_array_module(params["W_h"])
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
     H, E = W_h.shape[1], W_x.shape[1]
-    sums = StateGradientSums(label_names, K, H, E, xp=xp) if sums is None else sums
+    cell = cell or LSTM
+    sums = StateGradientSums(label_names, K, H, E, xp, cell.states) if sums is None else sums
     all_labels = {"all": np.zeros_like(streams), **labelings}
     # labels padded with K "-1" columns on the left: column t + K - k holds the word at t - k
     padded = {n: np.concatenate([np.full((B, K), -1), lab], axis=1)     # (B, K + N) each
@@ -560,12 +569,12 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     tokens = xp.asarray(streams)
     h = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
     c = xp.zeros((B, H), dtype=W_h.dtype)                    # (B, H)
-    J = xp.zeros((B, 2, K + 1, E, H), dtype=W_h.dtype)       # (B, 2, K+1, E, H) tangents, fast layout
+    J = xp.zeros((B, len(cell.states), K + 1, E, H), W_h.dtype)  # (B, S, K+1, E, H), fast layout
     J_next = xp.empty_like(J)                                # second buffer, swapped every step
     delays = np.arange(K + 1)                                                       # (K+1,)
     for t in range(N):
-        h, c, cache = lstm_step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
-        J, J_next = tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
+        h, c, cache = cell.step_forward(emb[tokens[:, t]], h, c, W_x, W_h, b)
+        J, J_next = cell.tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
         source = t + K - delays                              # (K+1,) column of x_{t-k}
         sums.add(J, {n: p[:, source] for n, p in padded.items()})
         if (t + 1) % window == 0:
@@ -576,9 +585,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     return sums
 
 
-# ----------------------------------------------------------------------------------------------
-# 7. Measures: SVD (eq. 1), property vectors (eq. 2), cos(d, H_n) (eq. 3-4), m (eq. 5-6)
-# ----------------------------------------------------------------------------------------------
+# --- 7. Measures: SVD (eq. 1), property vectors (eq. 2), cos(d, H_n) (eq. 3-4), m (eq. 5-6) ---
 
 def singular_values(G_bar):
     """Eq. (1): Gbar = U S V^T. Args: (..., H, E). Returns S (..., min(H, E)), descending."""
@@ -646,9 +653,7 @@ def whiten_vector(d, D):
     return np.linalg.solve(D, d)
 
 
-# ----------------------------------------------------------------------------------------------
-# 8. A one-second demo: python lstm_memory.py
-# ----------------------------------------------------------------------------------------------
+# --- 8. A one-second demo: python lstm_memory.py ----------------------------------------------
 
 def demo(seed: int = 0, T: int = 8, k: int = 3):
     """A tiny random LSTM reads T random words; prints G_{T-1,k} = dc_{T-1}/dx_{T-1-k} by the plain
@@ -661,26 +666,19 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
     W_x, W_h, b = params["W_x"], params["W_h"], params["b"]
     X = params["embedding"][rng.integers(0, V, T)][None]             # (1, T, E) one stream
 
-    def final_c(X):
-        c = h = np.zeros((1, H))
-        for t in range(T):
-            h, c, _ = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
-        return c[0]                                                  # (H,)
-
+    zero, eps = np.zeros((1, H)), 1e-6
+    c_T = lambda X: lstm_forward(X, zero, zero, W_x, W_h, b)[1][1][0]   # noqa: E731 (H,) c_{T-1}
     Jc = Jh = np.zeros((1, k + 1, H, E))                             # plain tangents
     J, J_next = np.zeros((1, 2, k + 1, E, H)), np.empty((1, 2, k + 1, E, H))   # fast tangents
-    h = c = np.zeros((1, H))
-    for t in range(T):
-        h, c, cache = lstm_step_forward(X[:, t], h, c, W_x, W_h, b)
+    for cache in lstm_forward(X, zero, zero, W_x, W_h, b)[2]:
         Jc, Jh = tangent_step(Jc, Jh, cache, W_x, W_h)
         J, J_next = tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
     plain, fast = Jc[0, k], tangents_in_paper_orientation(J)[0][0, k]   # (H, E) each
     finite_differences = np.zeros((H, E))
-    eps = 1e-6
-    for e in range(E):
-        step = np.zeros_like(X)
-        step[0, T - 1 - k, e] = eps
-        finite_differences[:, e] = (final_c(X + step) - final_c(X - step)) / (2 * eps)
+    for e in range(E):                                               # nudge x_{T-1-k} along e
+        nudge = np.zeros_like(X)
+        nudge[0, T - 1 - k, e] = eps
+        finite_differences[:, e] = (c_T(X + nudge) - c_T(X - nudge)) / (2 * eps)
     np.set_printoptions(precision=6, suppress=True)
     print(f"G_{{t,{k}}} = dc_t/dx_{{t-{k}}} at t = {T - 1} (H = {H} rows, E = {E} columns)")
     for name, G in (("plain tangent step", plain), ("fast tangent step (folded, transposed)", fast),
@@ -690,7 +688,7 @@ def demo(seed: int = 0, T: int = 8, k: int = 3):
           f"{np.abs(plain - finite_differences).max():.1e}\n"
           f"largest difference, fast vs plain: {np.abs(fast - plain).max():.1e}\n")
     streams = rng.integers(0, V, (4, 200))                           # (B, N) random text
-    S = singular_values(sweep_state_gradients(params, streams, {}, {}, K=6).G_bar("c"))  # (K+1, min(H, E))
+    S = singular_values(sweep_state_gradients(params, streams, {}, {}, K=6).G_bar())  # (K+1, E)
     print("Gbar_tau over 4 x 200 random words (eq. 1): tau, sigma_1, sum of sigma")
     for tau, s in enumerate(S):
         print(f"  {tau}  {s[0]:.4f}  {s.sum():.4f}")

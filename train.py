@@ -2,7 +2,7 @@
 
     python train.py                                  # joint embeddings, Brown, the paper's schedule
     python train.py --embeddings cbow --out runs/cbow.npz
-    python train.py --max-train-tokens 200000 --epochs 2 --out /tmp/quick.npz
+    python train.py --cell gru --out runs/gru.npz    # a GRU or a vanilla RNN (cells.py) instead
     python train.py --corpus synthetic --out runs/synthetic.npz      # planted memory
     python train.py --corpus ud/en_ewt/ --out runs/ewt.npz           # your CoNLL-U files
 
@@ -26,6 +26,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
+import cells
 import corpus
 import lstm_memory
 from tool import cli, corpora, parallel, training
@@ -56,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max-train-tokens", type=cli.COUNT, default=None,
                       help="train on the first N training tokens only (quick runs)")
     model = p.add_argument_group("model (the paper's values)")
+    model.add_argument("--cell", default="lstm", choices=tuple(cells.CELLS),
+                       help="lstm (the paper's); gru (reset before the product, as TensorFlow's) "
+                            "or rnn (h = tanh(W_x x + W_h h + b)), of cells.py: state h only")
     model.add_argument("--embedding-size", type=cli.COUNT, default=64, help="E")
-    model.add_argument("--hidden-size", type=cli.COUNT, default=256,
-                       help="H, LSTM cells in the one layer")
+    model.add_argument("--hidden-size", type=cli.COUNT, default=256, help="H, the state's units")
     model.add_argument("--embeddings", default="joint", choices=("joint", "cbow"),
                        help="joint: trained with the LM; cbow: word2vec CBOW, trained first, frozen")
     model.add_argument("--dropout", type=cli.BELOW_ONE, default=0.5,
@@ -77,18 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"at most this many epochs ({training.MAX_EPOCHS}, the authors' setting; --resume "
                           "keeps the interrupted run's value unless this is given)")
     opt.add_argument("--min-improvement", type=cli.BELOW_ONE, default=None,
-                     help="early stopping (off by default, as in the authors' configuration): after "
-                          "the first --decay-after epochs, stop when an epoch lowers validation "
-                          "perplexity by less than this fraction of the best so far (0: stop once "
-                          "it no longer improves)")
+                     help="early stopping (off by default, as the authors'): after --decay-after "
+                          "epochs, stop when an epoch lowers validation perplexity by less than "
+                          "this fraction of the best so far (0: once it no longer improves)")
     w2v = p.add_argument_group("word2vec CBOW (--embeddings cbow; word2vec's defaults)")
     w2v.add_argument("--cbow-window", type=cli.COUNT, default=5,
                      help="context words on each side, shrunk at random to 1..window")
     w2v.add_argument("--cbow-negative", type=cli.COUNT, default=5, help="negative samples per word")
     w2v.add_argument("--cbow-sample", type=cli.NONNEGATIVE, default=1e-3,
                      help="sub-sampling threshold of frequent words (0: off)")
-    w2v.add_argument("--cbow-min-count", type=cli.COUNT, default=5,
-                     help="rarer words are skipped (and keep their initial vectors)")
+    w2v.add_argument("--cbow-min-count", type=cli.COUNT, default=5, help="rarer words: initial vectors")
     w2v.add_argument("--cbow-epochs", type=cli.COUNT, default=5, help="passes over the training text")
     w2v.add_argument("--cbow-lr", type=cli.POSITIVE, default=0.05,
                      help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
@@ -139,11 +140,11 @@ def perplexity(mean_loss: float) -> float:
     return math.exp(min(mean_loss, 700.0))
 
 
-def evaluate(params, ids, batch_size, num_steps, workers=1):
+def evaluate(params, ids, batch_size, num_steps, workers=1, cell=None):
     """Perplexity of ``ids`` (no dropout, state carried across windows).
 
     Args: params, the LM's arrays (lstm_memory.PARAM_SHAPES); ids (N,) word ids; batch_size B streams;
-    num_steps T steps per window; workers, threads that share the streams.
+    num_steps T steps per window; workers, threads that share the streams; cell, of cells.CELLS.
     """
     xp = lstm_memory.get_array_module(params["W_h"])
     streams = corpus.batchify(ids, batch_size)                           # (B, N // B)
@@ -155,7 +156,7 @@ def evaluate(params, ids, batch_size, num_steps, workers=1):
         inputs = xp.asarray(streams[:, start:stop])                     # (B, T)
         targets = xp.asarray(streams[:, start + 1:stop + 1])            # (B, T)
         loss, _, (h, c) = parallel.lm_loss_and_grads(params, inputs, targets, h, c,
-                                                     backward=False, workers=workers)
+                                                     backward=False, workers=workers, cell=cell)
         total += loss * inputs.size
         count += inputs.size
     return perplexity(total / count)
@@ -198,7 +199,7 @@ def train(args) -> dict:
     """
     xp = cli.backend(args.device)
     run, data = training.start(args, build_parser(), xp)       # new, or resumed from .last.npz
-    settings, state = run.settings, run.state
+    settings, state, cell = run.settings, run.state, cells.CELLS[run.settings.cell]
     if state["finished"]:
         return state
     streams = corpus.batchify(data.ids["train"], settings.batch_size)              # (B, N)
@@ -219,9 +220,8 @@ def train(args) -> dict:
                 keep = (run.rng.random((settings.batch_size, stop - start, settings.hidden_size))
                         >= settings.dropout)                                       # (B, T, H)
                 mask = xp.asarray(keep / (1.0 - settings.dropout), dtype=settings.dtype)
-                loss, grads, (h, c) = parallel.lm_loss_and_grads(run.params, inputs, targets,
-                                                                 run.h, run.c, mask,
-                                                                 workers=workers)
+                loss, grads, (h, c) = parallel.lm_loss_and_grads(
+                    run.params, inputs, targets, run.h, run.c, mask, workers=workers, cell=cell)
                 norm = (sgd_step(run.params, grads, trainable, lr, inputs.shape[1],
                                  settings.max_grad_norm)
                         if math.isfinite(loss) else math.nan)          # no step on a bad loss
@@ -249,7 +249,7 @@ def train(args) -> dict:
             state["train_seconds"] += time.perf_counter() - clock
             # the epoch's end: validation perplexity, the best model kept, early stopping
             valid_ppl = evaluate(run.params, data.ids["valid"], settings.batch_size,
-                                 settings.num_steps, workers)
+                                 settings.num_steps, workers, cell)
             train_ppl = perplexity(state["loss_sum"] / max(state["tokens"], 1))
             state["history"].append({"epoch": epoch + 1, "lr": lr, "train_ppl": train_ppl,
                                      "valid_ppl": valid_ppl})
@@ -271,7 +271,7 @@ def train(args) -> dict:
             training.save_last(run)
     best_params = training.load_best(run)
     state["test_ppl"] = evaluate(best_params, data.ids["test"], settings.batch_size,
-                                 settings.num_steps, workers)
+                                 settings.num_steps, workers, cell)
     training.finish(run, best_params)
     return state
 

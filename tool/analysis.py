@@ -68,6 +68,7 @@ class Model:
     corpus_key: str            # its corpus settings as JSON: LMs with equal keys share one text
     classes: dict = None       # word_classes(): one list over the vocabulary per key
     whitening: np.ndarray = None   # D (E, E) of --whiten
+    cell: object = dataclasses.field(default_factory=lambda: lstm_memory.LSTM)  # of cells.CELLS
 
 
 def load_model(path, corpus_cache, train_parser) -> Model:
@@ -92,7 +93,7 @@ def load_model(path, corpus_cache, train_parser) -> Model:
                               "words or tags have changed since (restore that text, or train "
                               "the LM again)")
     name = os.path.splitext(os.path.basename(path))[0]
-    return Model(name, path, params, meta, data, key)
+    return Model(name, path, params, meta, data, key, cell=checkpoints.cell_of(meta))
 
 
 SETTING_TYPES = {"corpus": str, "vocab_size": int, "max_train_tokens": (int, type(None)),
@@ -266,18 +267,19 @@ def cached_sweep(model, streams, labelings, names, K, args, xp):
     path = os.path.join(cache_folder(model, args), f"{model.name}-K{K}-{key[:16]}.npz")
     H, E = model.params["W_h"].shape[1], model.params["W_x"].shape[1]
     C = 1 + sum(len(classes) for classes in names.values())
-    shape = (min(len(streams), BLOCKS), K + 1, C, 2 * H, E)                     # (nb, K+1, C, 2H, E)
+    states = model.cell.states
+    shape = (min(len(streams), BLOCKS), K + 1, C, len(states) * H, E)           # (nb, K+1, C, SH, E)
     cached, why_not = read_cached_sums(path, key, shape)
     if cached is not None:
         print(f"{model.name}: reusing the sweep in {path}", file=sys.stderr)
-        return BlockSums(names, K, H, E, *cached), 0.0
+        return BlockSums(names, K, H, E, *cached, states), 0.0
     if why_not:
         print(f"{model.name}: not reusing {path}: {why_not}; sweeping again", file=sys.stderr)
     on_device = {k: xp.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     bar = tqdm(total=streams.size, unit="pos", desc=f"{model.name} K={K}", disable=args.no_progress)
     clock = time.perf_counter()
     blocks = parallel.sweep_blocks(on_device, streams, labelings, names, K, progress=bar.update,
-                                   workers=args.workers)
+                                   workers=args.workers, cell=model.cell)
     lstm_memory.synchronize(xp)
     seconds = time.perf_counter() - clock
     bar.close()
@@ -365,6 +367,20 @@ def check_out_dir_kind(args):
                             "another --out-dir")
 
 
+def resolve_state(args):
+    """--state for these checkpoints: by default c when all are LSTMs, else h; c (or both) asked
+    of a GRU or an RNN, which have one state, h, stops here, before any work."""
+    one_state = [(path, cell) for path, cell in
+                 ((path, checkpoints.peek_cell(path)) for path in args.checkpoints)
+                 if cell is not None and "c" not in cell.states]
+    if args.state is None:
+        args.state = "h" if one_state else "c"
+    elif one_state and args.state != "h":
+        path, cell = one_state[0]
+        raise AnalysisError(f"{path} is a {cell.name.upper()}, whose one state is h: --state "
+                            f"{args.state} asks for the LSTM's cell state c (use --state h)")
+
+
 def load_models(args, train_parser) -> tuple:
     """Every checkpoint of --checkpoints with the corpus it was trained on and its word classes,
     checked: --out-dir and the sweep cache writable, distinct names, --top-n possible, --whiten's
@@ -372,6 +388,7 @@ def load_models(args, train_parser) -> tuple:
     settings must keep. Returns (models, scheme)."""
     writable_directory(args.out_dir, "--out-dir")
     check_out_dir_kind(args)
+    resolve_state(args)
     corpus_cache, models, schemes = {}, [], {}
     for path in args.checkpoints:
         model = load_model(path, corpus_cache, train_parser)

@@ -32,13 +32,13 @@ SECTIONS = ("spectrum", "table1", "table1_bands", "figure2", "figure2_class", "f
 
 
 class BlockSums:
-    """The sums and counts of one sweep, per block: sums (nb, K+1, C, 2H, E) float64, counts
-    (nb, K+1, C), in StateGradientSums' layout (labelings and offsets as there)."""
+    """The sums and counts of one sweep, per block: sums (nb, K+1, C, S H, E) float64, counts
+    (nb, K+1, C), in StateGradientSums' layout (labelings, offsets and states as there)."""
 
-    def __init__(self, label_names: dict, K: int, H: int, E: int, sums, counts):
+    def __init__(self, label_names: dict, K: int, H: int, E: int, sums, counts, states=("c", "h")):
         layout = lstm_memory.StateGradientSums(label_names, 0, 1, 1)        # names and offsets
         self.labelings, self.offsets, self.H, self.K = layout.labelings, layout.offsets, H, K
-        self.sums, self.counts = sums, counts
+        self.sums, self.counts, self.states = sums, counts, tuple(states)
 
     def means(self, weights=None) -> Means:
         """Gbar over the blocks, block j counted weights[j] times (all once by default)."""
@@ -58,39 +58,41 @@ class BlockAccumulator:
 
         for name, labels in labels_at_source.items():
             for b, k in all (stream, delay) with labels[b, k] >= 0:
-                sums[block[b], k, offset[name] + labels[b, k]] += [Jc[b, k]; Jh[b, k]]
+                sums[block[b], k, offset[name] + labels[b, k]] += [Jc[b, k]; Jh[b, k]]  # LSTM
 
     ``flush`` moves
     the window into the float64 sums, as there. With the indexed adds the sweep runs at about
     0.65 of its speed at the paper's size (docs/speed.md).
     """
 
-    def __init__(self, label_names: dict, K: int, H: int, E: int, block_of_stream, xp=np):
+    def __init__(self, label_names: dict, K: int, H: int, E: int, block_of_stream, xp=np,
+                 states=("c", "h")):
         layout = lstm_memory.StateGradientSums(label_names, 0, 1, 1)        # names and offsets
         self.offsets, self.C = layout.offsets, sum(map(len, layout.labelings.values()))
+        self.S = S = len(states)                                              # states (c, h)
         self.block = np.asarray(block_of_stream)                              # (B,) block ids
         n_blocks = int(self.block.max()) + 1
         self.xp, self.shape = xp, (n_blocks, K + 1, self.C, H, E)
         position = np.arange(len(self.block)) - np.searchsorted(self.block, self.block)  # (B,)
         self.groups = [slice(None)] if position.max() == 0 else [      # streams in distinct blocks
-            xp.asarray(np.flatnonzero(np.repeat(position == j, 2 * (K + 1))))
+            xp.asarray(np.flatnonzero(np.repeat(position == j, S * (K + 1))))
             for j in range(position.max() + 1)]
-        self.window = xp.zeros((n_blocks * 2 * (K + 1) * self.C + 1, E * H),   # (nb 2 (K+1) C + 1,
+        self.window = xp.zeros((n_blocks * S * (K + 1) * self.C + 1, E * H),   # (nb S (K+1) C + 1,
                                np.float32)                                     #  EH); last: trash
-        self.sums = xp.zeros((n_blocks, K + 1, self.C, 2 * H, E), np.float64)  # (nb, K+1, C, 2H, E)
+        self.sums = xp.zeros((n_blocks, K + 1, self.C, S * H, E), np.float64)  # (nb, K+1, C, SH, E)
         self.counts = np.zeros((n_blocks, K + 1, self.C), np.int64)              # (nb, K+1, C)
 
     def add(self, J, labels_at_source):
-        """J (B, 2, K+1, E, H) of the fast step; labels_at_source {labeling: (B, K+1), -1 none}."""
-        B, _, n_delays = J.shape[:3]
-        rows_of = J.reshape(B * 2 * n_delays, -1)                  # (B 2 (K+1), EH), a view
-        state_delay = np.arange(2)[:, None] * n_delays + np.arange(n_delays)        # (2, K+1)
-        base = (self.block[:, None, None] * 2 * n_delays + state_delay) * self.C    # (B, 2, K+1)
+        """J (B, S, K+1, E, H) of the fast step; labels_at_source {labeling: (B, K+1), -1 none}."""
+        B, S, n_delays = J.shape[:3]
+        rows_of = J.reshape(B * S * n_delays, -1)                  # (B S (K+1), EH), a view
+        state_delay = np.arange(S)[:, None] * n_delays + np.arange(n_delays)        # (S, K+1)
+        base = (self.block[:, None, None] * S * n_delays + state_delay) * self.C    # (B, S, K+1)
         # row of (block, state, delay, class 0) in the window
         for name, offset in self.offsets.items():
             if name == "all" and self.groups == [slice(None)]:      # one stream a block: in place
-                self.window[:-1].reshape(B, 2, n_delays, self.C, -1)[:, :, :, 0] += \
-                    J.reshape(B, 2, n_delays, -1)           # slots before the text hold zeros
+                self.window[:-1].reshape(B, S, n_delays, self.C, -1)[:, :, :, 0] += \
+                    J.reshape(B, S, n_delays, -1)           # slots before the text hold zeros
             else:
                 self.add_labeling(rows_of, base, labels_at_source[name], offset)
             keep = labels_at_source[name] >= 0                          # (B, K+1)
@@ -109,8 +111,8 @@ class BlockAccumulator:
     def flush(self):
         """Move the float32 window into the float64 sums (once per window of steps)."""
         nb, n_delays, C, H, E = self.shape
-        window = self.window[:-1].reshape(nb, 2, n_delays, C, E, H)
-        self.sums.reshape(nb, n_delays, C, 2, H, E)[...] += window.transpose(0, 2, 3, 1, 5, 4)
+        window = self.window[:-1].reshape(nb, self.S, n_delays, C, E, H)
+        self.sums.reshape(nb, n_delays, C, self.S, H, E)[...] += window.transpose(0, 2, 3, 1, 5, 4)
         self.window[...] = 0.0
 
 
@@ -119,7 +121,8 @@ class Means(lstm_memory.StateGradientSums):
 
     def __init__(self, blocks: BlockSums, weights):
         self.labelings, self.offsets, self.H, self.xp = blocks.labelings, blocks.offsets, blocks.H, np
-        self.sums = np.tensordot(weights.astype(np.float64), blocks.sums, axes=1)  # (K+1, C, 2H, E)
+        self.states = blocks.states
+        self.sums = np.tensordot(weights.astype(np.float64), blocks.sums, axes=1)  # (K+1, C, SH, E)
         self.counts = np.tensordot(weights, blocks.counts, axes=1).astype(np.int64)   # (K+1, C)
 
     def flush(self):

@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 
+from cells import CELLS
 from lstm_memory import PARAM_SHAPES, to_numpy
 from tool.files import atomic_write
 
@@ -22,8 +23,9 @@ class CheckpointError(Exception):
 def save_checkpoint(path: str, params: dict, vocab, meta: dict, extra: dict | None = None) -> None:
     """Write params, vocabulary and metadata to ``path`` with ``atomic_write``.
 
-    Layout: the six arrays of PARAM_SHAPES (gate order i, f, g, o along 4H), ``vocab`` (V,) str,
-    ``meta`` a JSON string (corpus, split, settings, history), and any ``extra`` arrays.
+    Layout: the six arrays of PARAM_SHAPES (gate order i, f, g, o along 4H; a GRU's 3H, an RNN's
+    H), ``vocab`` (V,) str, ``meta`` a JSON string (corpus, split, settings with the cell,
+    history), and any ``extra`` arrays.
     """
     arrays = {name: to_numpy(value) for name, value in params.items()}
     arrays["vocab"] = np.asarray(vocab, dtype=str)
@@ -68,6 +70,23 @@ def check_setting_values(path: str, saved: dict, parser, keys) -> None:
 META_FIELDS = {"format": str, "settings": dict, "train": dict}   # the fields ``required`` may name
 
 
+def cell_of(meta: dict):
+    """The cell (cells.CELLS) a checkpoint's metadata names; LSTM when it names none."""
+    settings = meta.get("settings")
+    return CELLS[settings.get("cell", "lstm") if isinstance(settings, dict) else "lstm"]
+
+
+def peek_cell(path: str):
+    """The cell a checkpoint names, from its metadata alone (no arrays read); None when that
+    cannot be read (``load_checkpoint`` then says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return cell_of(json.loads(str(data["meta"])))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile,
+            EOFError, zlib.error):
+        return None
+
+
 def load_checkpoint(path: str, required=()):
     """Read a checkpoint written by ``save_checkpoint``: (params, vocab list, meta dict, extra).
 
@@ -84,6 +103,12 @@ def load_checkpoint(path: str, required=()):
     if missing:
         raise CheckpointError(f"{path} is not an LSTM LM checkpoint: it lacks {', '.join(missing)}")
     meta = _read_meta(path, arrays.pop("meta"), required)
+    settings = meta.get("settings")
+    cell = settings.get("cell", "lstm") if isinstance(settings, dict) else "lstm"
+    if not isinstance(cell, str) or cell not in CELLS:
+        raise CheckpointError(f"{path} names the cell {cell!r:.40}, not one of "
+                              f"{', '.join(CELLS)}: it was not written by this train.py")
+    G = cell_of(meta).gates                                   # gate blocks of H rows
     vocab = arrays.pop("vocab")
     if vocab.ndim != 1 or vocab.dtype.kind != "U":
         raise CheckpointError(f"{path} is not an LSTM LM checkpoint: its vocab is a "
@@ -96,7 +121,7 @@ def load_checkpoint(path: str, required=()):
                                   f"{len(letters)}-D float array ({', '.join(letters)})")
     V, E = params["embedding"].shape
     H = params["W_h"].shape[1]
-    expected = {"embedding": (V, E), "W_x": (4 * H, E), "W_h": (4 * H, H), "b": (4 * H,),
+    expected = {"embedding": (V, E), "W_x": (G * H, E), "W_h": (G * H, H), "b": (G * H,),
                 "W_out": (V, H), "b_out": (V,)}
     for name, shape in expected.items():
         if params[name].shape != shape:

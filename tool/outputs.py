@@ -63,6 +63,7 @@ class ModelResults:
     properties: dict = dataclasses.field(default_factory=dict)   # property -> words, |difference|
     property_cosines: dict = dataclasses.field(default_factory=dict)
     intervals: dict = dataclasses.field(default_factory=dict)    # path -> 95 % interval (bootstrap)
+    cell: str = "lstm"                                           # lstm, gru or rnn (cells.py)
 
 
 def write_table(stem, header, rows):

@@ -59,18 +59,18 @@ def map_stream_blocks(fn, B: int, workers: int) -> list:
 
 
 def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backward=True,
-                      workers: int = 1):
+                      workers: int = 1, cell=None):
     """``lstm_memory.lm_loss_and_grads`` with the B streams split among ``workers`` threads
     (NumPy only): the loss and the gradients are the sums of the blocks' shares, the carried
     state their concatenation. Arguments and results as there."""
     B, T = inputs.shape
     if workers < 2 or B < 2 or lstm_memory.get_array_module(params["W_h"]) is not np:
         return lstm_memory.lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask,
-                                             backward)
+                                             backward, cell=cell)
     parts = map_stream_blocks(
         lambda rows: lstm_memory.lm_loss_and_grads(
             params, inputs[rows], targets[rows], h0[rows], c0[rows],
-            None if dropout_mask is None else dropout_mask[rows], backward, n_tokens=B * T),
+            None if dropout_mask is None else dropout_mask[rows], backward, B * T, cell),
         B, workers)
     loss = sum(part[0] for part in parts)
     grads = parts[0][1]
@@ -82,13 +82,13 @@ def lm_loss_and_grads(params, inputs, targets, h0, c0, dropout_mask=None, backwa
 
 
 def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K: int,
-                          window: int = 50, progress=None, workers: int = 1):
+                          window: int = 50, progress=None, workers: int = 1, cell=None):
     """``lstm_memory.sweep_state_gradients`` with the streams split among ``workers`` threads
     (NumPy only), each sweeping its own block; their sums and counts are added up."""
     B, N = streams.shape
     if N <= K or workers < 2 or B < 2 or lstm_memory.get_array_module(params["W_h"]) is not np:
         return lstm_memory.sweep_state_gradients(params, streams, labelings, label_names, K,
-                                                 window, progress)
+                                                 window, progress, cell=cell)
     def step_done(n):                                  # every step of every worker
         if STOP.is_set():
             raise Stopped
@@ -98,7 +98,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
     results = map_stream_blocks(
         lambda rows: lstm_memory.sweep_state_gradients(
             params, streams[rows], {n: lab[rows] for n, lab in labelings.items()}, label_names,
-            K, window, step_done), B, workers)
+            K, window, step_done, cell=cell), B, workers)
     total = results[0]
     for other in results[1:]:
         total.flush()
@@ -109,7 +109,7 @@ def sweep_state_gradients(params, streams, labelings: dict, label_names: dict, K
 
 
 def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, window: int = 50,
-                 progress=None, workers: int = 1, blocks: int = BLOCKS) -> BlockSums:
+                 progress=None, workers: int = 1, blocks: int = BLOCKS, cell=None) -> BlockSums:
     """``lstm_memory.sweep_state_gradients`` with the sums kept per block (tool/bootstrap.py): the
     B streams cut into min(B, ``blocks``) contiguous blocks (one stream each when B <= blocks),
     the blocks shared among ``workers`` threads with NumPy (each sweeps its streams together).
@@ -117,6 +117,7 @@ def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, wi
     B, N = streams.shape
     xp = lstm_memory.get_array_module(params["W_h"])
     H, E = params["W_h"].shape[1], params["W_x"].shape[1]
+    states = (cell or lstm_memory.LSTM).states
     nb = min(B, blocks)
     block_of_stream = np.arange(B) * nb // B                         # (B,) contiguous blocks
 
@@ -128,17 +129,18 @@ def sweep_blocks(params, streams, labelings: dict, label_names: dict, K: int, wi
 
     def sweep(rows):
         sums = BlockAccumulator(label_names, K, H, E, block_of_stream[rows] - block_of_stream[rows[0]],
-                                xp=xp)
+                                xp, states)
         lstm_memory.sweep_state_gradients(params, streams[rows], {n: lab[rows] for n, lab in
-                                          labelings.items()}, label_names, K, window, step_done, sums)
+                                          labelings.items()}, label_names, K, window, step_done, sums,
+                                          cell)
         return lstm_memory.to_numpy(sums.sums), sums.counts
 
     shares = np.array_split(np.arange(nb), min(workers, nb) if xp is np and N > K else 1)
     rows = [np.flatnonzero(np.isin(block_of_stream, share)) for share in shares]   # whole blocks
     parts = (map_stream_blocks(lambda i: sweep(rows[i[0]]), len(rows), len(rows)) if len(rows) > 1
              else [sweep(rows[0])])
-    return BlockSums(label_names, K, H, E, np.concatenate([p[0] for p in parts]),   # (nb, K+1, C, 2H, E)
-                     np.concatenate([p[1] for p in parts]))                         # (nb, K+1, C)
+    return BlockSums(label_names, K, H, E, np.concatenate([p[0] for p in parts]),  # nb, K+1, C, SH, E
+                     np.concatenate([p[1] for p in parts]), states)                 # (nb, K+1, C)
 
 
 def resample(results_of, draws, name: str = "", quiet: bool = False, workers: int = 1) -> list:

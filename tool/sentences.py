@@ -1,5 +1,6 @@
 """One sentence's memory: G_{t,s} = dstate_t/dx_s for every word t of a sentence and every earlier
-word s, from the plain tangent step (lstm_memory.tangent_step), as a lower-triangular picture.
+word s, from the cell's fast tangent step (proven equal to the plain one), as a lower-triangular
+picture.
 
 ``analyze.py --sentence TEXT`` (or ``--sentences FILE``, one a line): each LM reads the sentence as
 training text starts one, from the zero state after ``<eos>``; the picture's cell (t, s) is
@@ -42,24 +43,27 @@ def read_sentences(texts, path) -> list:
     return sentences
 
 
-def sentence_gradients(params, ids, eos_id):
-    """G[t, s] = dc_t/dx_s and dh_t/dx_s for the words t of a sentence and every s <= t, read
-    from the zero state after <eos> (as training text starts a sentence).
+def sentence_gradients(params, ids, eos_id, cell=lstm_memory.LSTM):
+    """G[t, s] = dc_t/dx_s and dh_t/dx_s (the cell's states) for the words t of a sentence and
+    every s <= t, read from the zero state after <eos> (as training text starts a sentence).
 
-    Args: params, the LM's arrays (NumPy); ids (n,) word ids; eos_id, the id of <eos>.
-    Returns: {"c": (n, n, H, E), "h": (n, n, H, E)}, zero where s > t.
+    Args: params, the LM's arrays (NumPy); ids (n,) word ids; eos_id, the id of <eos>; cell, of
+    cells.CELLS.   Returns: {"c": (n, n, H, E), "h": (n, n, H, E)} (h only for one-state
+    cells), zero where s > t.
     """
     W_x, W_h, b, emb = params["W_x"], params["W_h"], params["b"], params["embedding"]
-    n, H, E = len(ids), W_h.shape[1], W_x.shape[1]
+    n, H, E, S = len(ids), W_h.shape[1], W_x.shape[1], len(cell.states)
     h = c = np.zeros((1, H), dtype=W_h.dtype)
-    h, c, _ = lstm_memory.lstm_step_forward(emb[[eos_id]], h, c, W_x, W_h, b)   # the <eos> before
-    Jc = Jh = np.zeros((1, n, H, E), dtype=W_h.dtype)             # delays 0..n-1, one stream
-    G = {"c": np.zeros((n, n, H, E)), "h": np.zeros((n, n, H, E))}
+    h, c, _ = cell.step_forward(emb[[eos_id]], h, c, W_x, W_h, b)          # the <eos> before
+    J = np.zeros((1, S, n, E, H), dtype=W_h.dtype)                # delays 0..n-1, one stream
+    J_next = np.empty_like(J)
+    G = {state: np.zeros((n, n, H, E)) for state in cell.states}
     for t, word in enumerate(ids):
-        h, c, cache = lstm_memory.lstm_step_forward(emb[[word]], h, c, W_x, W_h, b)
-        Jc, Jh = lstm_memory.tangent_step(Jc, Jh, cache, W_x, W_h)
-        for s in range(t + 1):                                    # delay k = t - s
-            G["c"][t, s], G["h"][t, s] = Jc[0, t - s], Jh[0, t - s]
+        h, c, cache = cell.step_forward(emb[[word]], h, c, W_x, W_h, b)
+        J, J_next = cell.tangent_step_fast_in_place(J, cache, W_x, W_h, out=J_next), J
+        for i, state in enumerate(cell.states):
+            for s in range(t + 1):                                # delay k = t - s
+                G[state][t, s] = J[0, i, t - s].T
     return G
 
 
@@ -88,7 +92,7 @@ def analyse_sentences(args, sentences, models, states, property_vector):
             index = model.data.word_to_id
             ids = [index.get(w, index[corpus.UNK]) for w in words]
             params = {k: v.astype(np.float64) for k, v in model.params.items()}
-            G = sentence_gradients(params, ids, index.get(corpus.EOS, index[corpus.UNK]))
+            G = sentence_gradients(params, ids, index.get(corpus.EOS, index[corpus.UNK]), model.cell)
             d = property_vector(model, prop) if prop else None
             maps = {state: memory_maps(G[state], d) for state in states}
             entry["lms"][model.name] = {

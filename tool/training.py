@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+import cells
 import corpus
 import lstm_memory
 import word2vec
@@ -28,11 +29,12 @@ from tool.languages import planted_perplexity
 FORMAT = "lstm-memory-lm/1"
 MAX_EPOCHS = 39      # the authors' configuration
 # settings that define the model and its data: fixed at the start, restored by --resume
-MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *CORPUS_OPTIONS,
+MODEL_SETTINGS = ("epochs", "corpus", "vocab_size", "max_train_tokens", *CORPUS_OPTIONS, "cell",
                   "embedding_size", "hidden_size", "embeddings", "seed", "batch_size", "num_steps",
                   "dropout", "lr", "lr_decay", "decay_after", "max_grad_norm", "init_scale",
                   "min_improvement", "dtype", "cbow_window", "cbow_negative", "cbow_sample",
                   "cbow_min_count", "cbow_epochs", "cbow_lr")
+SAVED_DEFAULTS = {**CORPUS_OPTIONS, "cell": "lstm"}   # settings older checkpoints may lack
 
 
 class TrainingError(Exception):
@@ -47,8 +49,8 @@ class Run:
     vocab: list                    # (V,) words
     state: dict                    # JSON: epoch, window, rng, history, best_valid_ppl, ...
     rng: np.random.Generator       # draws the dropout masks
-    h: object                      # (B, H) LSTM output, carried across windows
-    c: object                      # (B, H) LSTM cell state
+    h: object                      # (B, H) the cell's output, carried across windows
+    c: object                      # (B, H) LSTM cell state (zeros, never read, for a GRU or RNN)
     machine: str
     last_saved: bool = False       # whether <out>.last.npz holds this run's state
     corpus_digest: str = ""        # tool.corpora.corpus_digest of the text it trains on
@@ -169,7 +171,8 @@ def new_run(settings, data, xp) -> Run:
     """
     dtype = np.dtype(settings.dtype)
     params = lstm_memory.init_params(len(data.vocab), settings.embedding_size, settings.hidden_size,
-                            seed=settings.seed, scale=settings.init_scale, dtype=dtype, xp=xp)
+                            seed=settings.seed, scale=settings.init_scale, dtype=dtype, xp=xp,
+                            gates=cells.CELLS[settings.cell].gates)
     state = {"epoch": 0, "window": 0, "rng": None, "history": [], "best_valid_ppl": None,
              "loss_sum": 0.0, "tokens": 0, "finished": False, "train_seconds": 0.0, "cbow": None}
     if settings.embeddings == "cbow":
@@ -317,10 +320,10 @@ def check_saved_settings(path: str, saved: dict, args, parser):
     value (--epochs aside)."""
     for key in MODEL_SETTINGS:
         option, default = "--" + key.replace("_", "-"), parser.get_default(key)
-        if key not in saved and key not in CORPUS_OPTIONS:
+        if key not in saved and key not in SAVED_DEFAULTS:
             raise CheckpointError(f"{path} lacks the setting {option}: it was not written by "
                                   "this train.py")
-        value = saved.get(key, CORPUS_OPTIONS.get(key))
+        value = saved.get(key, SAVED_DEFAULTS.get(key))
         kinds = {bool: bool, int: int, str: str}.get(type(default), (int, float))
         if not (isinstance(value, kinds) or (default is None and value is None)):
             raise CheckpointError(f"{path} holds {option} {value!r}, not a value of that "
@@ -343,7 +346,8 @@ def resumed_run(checkpoint, settings, data, xp) -> Run:
     checkpoints.check_vocab(path, vocab, data.vocab)
     B, E, H = settings.batch_size, settings.embedding_size, settings.hidden_size
     arrays = {**params, **extra}
-    expected = {"embedding": (len(vocab), E), "W_h": (4 * H, H), "h": (B, H), "c": (B, H)}
+    G = cells.CELLS[settings.cell].gates
+    expected = {"embedding": (len(vocab), E), "W_h": (G * H, H), "h": (B, H), "c": (B, H)}
     for name, shape in expected.items():
         found = arrays[name].shape if name in arrays else "missing"
         if found != shape:

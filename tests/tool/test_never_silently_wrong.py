@@ -162,7 +162,8 @@ def test_two_runs_cannot_write_one_out_and_a_stale_lock_is_taken_over(out, capsy
 def test_ctrl_c_stops_the_sweep_workers_at_once(two_lms, tmp_path, monkeypatch):
     """Ctrl-C while two workers sweep: exit status 130 within a second or so, not when the
     workers would have finished (30 s here)."""
-    def slow_sweep(params, streams, labelings, names, K, window=50, progress=None, sums=None):
+    def slow_sweep(params, streams, labelings, names, K, window=50, progress=None, sums=None,
+                   cell=None):
         for _ in range(3000):
             time.sleep(0.01)
             progress(1)
