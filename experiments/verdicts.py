@@ -81,10 +81,15 @@ def side(stat, expect, threshold=0.0):
 
 
 def combine(sides):
-    """The verdict over the seeds (module docstring); "not measured" where no seed has the
-    number (an analysis not run, or a class without positions)."""
-    if all(s == "none" for s in sides):
+    """The verdict over the seeds that have the number (module docstring): a seed without it (an
+    analysis not run, or a class without positions) is left out and named, "not measured" where
+    no seed has it."""
+    measured = [s for s in sides if s != "none"]
+    if not measured:
         return "not measured"
+    if len(measured) < len(sides):
+        seeds = ", ".join(str(i) for i, s in enumerate(sides) if s != "none")
+        return f"{combine(measured)} (seed {seeds} only)"
     if all(s == "yes" for s in sides):
         return "reproduced"
     if all(s == "no" for s in sides):
@@ -95,7 +100,12 @@ def combine(sides):
 
 
 def ranges(verdict_of_tau):
-    """{tau: verdict} as 'reproduced at tau 1-8; not separable at this size at 9-10; ...'."""
+    """{tau: verdict} as 'reproduced at tau 1-8; not separable at this size at 9-10; ...'; a
+    "(seed 0 only)" that every delay shares is said once, at the end."""
+    suffixes = {v[v.rfind(" ("):] if v.endswith(" only)") else "" for v in verdict_of_tau.values()}
+    if len(suffixes) == 1 and (suffix := suffixes.pop()):
+        trimmed = {tau: v[:-len(suffix)] for tau, v in verdict_of_tau.items()}
+        return ranges(trimmed) + suffix
     out, taus = [], sorted(verdict_of_tau)
     start = taus[0]
     for i, tau in enumerate(taus):
@@ -400,7 +410,9 @@ def write(rows, runs, out):
         "side in every seed, not reproduced when it excludes zero on the other side in every seed, "
         "seeds disagree when they split, not separable at this size otherwise; over a range of "
         "delays, that verdict per delay, as ranges of τ. A claim of a value holds where our "
-        "interval meets it (a range the note gives for the paper's 'about').",
+        "interval meets it (a range the note gives for the paper's 'about'). Seeds are numbered "
+        "in the order of the folders; a seed without a number (an analysis not run) is left out "
+        "of the verdict, which then names the seeds it rests on ('seed 0 only').",
         "",
         "| where | the paper's claim | paper | ours | verdict | note |",
         "|---|---|---|---|---|---|",

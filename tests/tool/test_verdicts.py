@@ -1,5 +1,6 @@
 """experiments/verdicts.py: every claim row is judged by its intervals, on two small 'seeds'."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,8 +25,12 @@ def test_the_verdict_rules():
     assert verdicts.combine(["yes", "no"]) == "seeds disagree"
     assert verdicts.combine(["yes", "n.s."]) == "not separable at this size"
     assert verdicts.combine(["none", "none"]) == "not measured"
+    assert verdicts.combine(["yes", "none"]) == "reproduced (seed 0 only)"     # not "n.s."
+    assert verdicts.combine(["none", "no", "no"]) == "not reproduced (seed 1, 2 only)"
     assert verdicts.side(None, +1) == verdicts.side((None, None, None), +1) == "none"
     assert verdicts.ranges({1: "a", 2: "a", 3: "b", 4: "a"}) == "a at τ 1–2; b at τ 3; a at τ 4"
+    assert (verdicts.ranges({1: "a (seed 0 only)", 2: "b (seed 0 only)"})
+            == "a at τ 1; b at τ 2 (seed 0 only)")
     assert verdicts.negate((1.0, 0.5, 2.0)) == (-1.0, -2.0, -0.5)
 
 
@@ -64,6 +69,23 @@ def test_verdicts_are_written_for_every_claim(two_seeds):
         assert any(word in cells[4] for word in ("reproduced", "not separable", "disagree",
                                                   "interval")), line
         assert cells[3].count(" / ") >= 1, line                  # a number for each seed
+
+
+def test_a_seed_without_its_whitened_analysis_is_left_out_by_name(two_seeds, tmp_path):
+    """The whitened rows are judged on the seeds that have a whitened analysis, and say so."""
+    runs, _ = two_seeds
+    second = tmp_path / "seed1"
+    shutil.copytree(runs[1], second, ignore=shutil.ignore_patterns("whitened"))
+    out = tmp_path / "verdicts.md"
+    subprocess.run([sys.executable, "experiments/verdicts.py", "--runs", runs[0], str(second),
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    whitened = [row for row in rows if "whitened" in row.split(" | ")[1]]
+    assert whitened
+    for row in whitened:
+        verdict = row.split(" | ")[4]
+        assert "not measured" in verdict or "(seed 0 only)" in verdict, row
+    assert not any("only)" in row.split(" | ")[4] for row in rows if row not in whitened)
 
 
 def test_a_folder_without_intervals_is_one_line(tmp_path):
