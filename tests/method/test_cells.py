@@ -158,15 +158,24 @@ def test_lm_loss_passes_c_through_and_matches_finite_differences(cell, seed, B, 
     assert sorted(cell_grads) == ["W_h", "W_x", "b"]
 
 
-@each_cell
-@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 6),
-       window=st.integers(1, 4))
-def test_forward_mode_matches_finite_differences_across_windows(cell, seed, B, E, H, T, window):
-    """The plain step's Jh_{T-1,k} against central differences of h_{T-1} w.r.t. x_{T-1-k}."""
+across_windows = given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 6),
+                       window=st.integers(1, 4))
+
+
+def tangents_across_windows(cell, seed, B, E, H, T, window):
+    """A random cell, inputs X (B, T, E) and the plain step's Jh (B, T, H, E) over windows of
+    ``window`` steps, for the two tests that check Jh (against FD and against reverse mode)."""
     rng, W_x, W_h, b, h0 = random_cell(seed, cell, B, E, H)
     X = rng.normal(size=(B, T, E))
+    return rng, W_x, W_h, b, h0, X, run_windows(cell, X, h0, W_x, W_h, b, T - 1, window)
+
+
+@each_cell
+@across_windows
+def test_forward_mode_matches_finite_differences_across_windows(cell, seed, B, E, H, T, window):
+    """The plain step's Jh_{T-1,k} against central differences of h_{T-1} w.r.t. x_{T-1-k}."""
+    rng, W_x, W_h, b, h0, X, Jh = tangents_across_windows(cell, seed, B, E, H, T, window)
     K = T - 1
-    Jh = run_windows(cell, X, h0, W_x, W_h, b, K, window)
     for k in range(K + 1):
         def final_state(x):
             Xk = X.copy()
@@ -179,13 +188,10 @@ def test_forward_mode_matches_finite_differences_across_windows(cell, seed, B, E
 
 
 @each_cell
-@given(seed=st.integers(0, 10**6), B=dims, E=dims, H=dims, T=st.integers(1, 6),
-       window=st.integers(1, 4))
+@across_windows
 def test_forward_mode_equals_reverse_mode(cell, seed, B, E, H, T, window):
     """<u, Jh_{T-1,k} v> = <Jh^T u, v>: Jh^T u from BPTT (window_backward with dh_T = u)."""
-    rng, W_x, W_h, b, h0 = random_cell(seed, cell, B, E, H)
-    X = rng.normal(size=(B, T, E))
-    Jh = run_windows(cell, X, h0, W_x, W_h, b, T - 1, window)
+    rng, W_x, W_h, b, h0, X, Jh = tangents_across_windows(cell, seed, B, E, H, T, window)
     _, _, caches = cells.window_forward(cell, X, h0, W_x, W_h, b)
     u, v = rng.normal(size=(B, H)), rng.normal(size=(B, T, E))
     dX, _, _ = cells.window_backward(cell, np.zeros((B, T, H)), u, caches)   # dX[:, s] = Jh^T u
