@@ -8,7 +8,9 @@ whitened analysis in <folder>/whitened; the numbers and intervals are those of r
 seed it holds ("yes") when the 95 % interval of the difference excludes zero on the paper's
 side, fails ("no") when it excludes zero on the other side, and is "n.s." (not separable at this
 size) otherwise. Over the seeds: reproduced when every seed says yes, not reproduced when every
-seed says no, seeds disagree when one says yes and another no, else not separable at this size.
+seed says no, seeds disagree when one says yes and another no, else not separable at this size;
+a seed without the number (an analysis not run) is left out, and the verdict names the seeds it
+rests on ("reproduced (seed 0 only)"; seeds numbered in the order of --runs).
 A claim over a range of delays gets that verdict per delay, written as ranges of tau. A claim of
 a value (the paper's number) holds where our interval meets the paper's value or range.
 """
