@@ -92,11 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     w2v.add_argument("--cbow-min-count", type=cli.COUNT, default=5, help="rarer words: initial vectors")
     w2v.add_argument("--cbow-epochs", type=cli.COUNT, default=5, help="passes over the training text")
     w2v.add_argument("--cbow-lr", type=cli.POSITIVE, default=0.05,
-                     help="decays linearly to 0 (word2vec's CBOW default; 0.025 is skip-gram's)")
+                     help="decays linearly to 0 (word2vec's CBOW setting; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
     run.add_argument("--out", default=None,
-                     help="best checkpoint (.npz); default: runs/joint.npz or runs/cbow.npz, after "
-                          "--embeddings (the committed LMs in checkpoints/ are never the default)")
+                     help="best checkpoint (.npz); default: runs/joint.npz, runs/cbow.npz, runs/gru-joint.npz "
+                          "..., after --embeddings and --cell (checkpoints/ is never the default)")
     run.add_argument("--resume", action="store_true",
                      help="continue from <out>.last.npz with its settings; a data, model or "
                           "optimisation option given as well must have the checkpoint's value "
@@ -128,7 +128,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--fixed-distance is an option of --corpus synthetic")
     if args.max_train_tokens is not None and args.max_train_tokens < 2 * args.batch_size:
         p.error("--max-train-tokens is too small for --batch-size streams")
-    args.out = args.out or os.path.join("runs", f"{args.embeddings}.npz")
+    prefix = "" if args.cell == "lstm" else f"{args.cell}-"     # runs/joint.npz, runs/gru-joint.npz
+    args.out = args.out or os.path.join("runs", f"{prefix}{args.embeddings}.npz")
     unset = object()                    # parsed again onto "unset": what stays unset was not typed
     typed = p.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
     return argparse.Namespace(**vars(args),

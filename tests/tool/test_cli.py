@@ -21,9 +21,12 @@ def test_help_tells_the_truth(script):
     assert "exit status: 0" in text and "130 Ctrl-C" in text and "2 usage" in text
 
 
-def test_the_default_out_follows_the_embeddings_and_spares_the_committed_lms():
+def test_the_default_out_follows_the_embeddings_and_the_cell_and_spares_the_committed_lms():
     assert train.parse_args([]).out == "runs/joint.npz"
     assert train.parse_args(["--embeddings", "cbow"]).out == "runs/cbow.npz"
+    assert train.parse_args(["--cell", "gru"]).out == "runs/gru-joint.npz"      # not the LSTM's
+    assert train.parse_args(["--cell", "rnn", "--embeddings", "cbow"]).out == "runs/rnn-cbow.npz"
+    assert train.parse_args(["--cell", "lstm"]).out == "runs/joint.npz"
     assert train.parse_args(["--out", "x.npz"]).out == "x.npz"
 
 
