@@ -72,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whiten the embedding space, so that the singular values of LMs share a scale")
     p.add_argument("--out-dir", default="results", help="where figures, tables and JSON go")
     p.add_argument("--sweep-cache", default=None, metavar="DIR",
-                   help="where the sweeps' sums are kept (default: $XDG_CACHE_HOME/state-gradients/sweeps, "
-                        "else ~/.cache/state-gradients/sweeps)")
+                   help=f"where the sweeps' sums are kept (default: {cli.cache_home()}/sweeps)")
     p.add_argument("--device", default="auto", choices=cli.DEVICES, help=cli.DEVICE_HELP)
     p.add_argument("--workers", type=cli.at_least(1), default=os.cpu_count(),
                    help="CPU threads for the sweep, each over its share of the streams")

@@ -94,9 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     w2v.add_argument("--cbow-lr", type=cli.POSITIVE, default=0.05,
                      help="decays linearly to 0 (word2vec's CBOW setting; 0.025 is skip-gram's)")
     run = p.add_argument_group("run")
-    run.add_argument("--out", default=None,
-                     help="best checkpoint (.npz); default: runs/joint.npz, runs/cbow.npz, runs/gru-joint.npz "
-                          "..., after --embeddings and --cell (checkpoints/ is never the default)")
+    run.add_argument("--out", default=None, help="best checkpoint (.npz); default: runs/"
+                     "[<cell>-]<embeddings>.npz, no prefix for the LSTM (never checkpoints/)")
     run.add_argument("--resume", action="store_true",
                      help="continue from <out>.last.npz with its settings; a data, model or "
                           "optimisation option given as well must have the checkpoint's value "
